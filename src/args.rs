@@ -1,0 +1,238 @@
+//! Checks of the arguments JS hands us, before anything is sent. Every refusal is an
+//! `ERR_INVALID_ARGUMENT` naming the argument, so bad input never reaches Redis and never
+//! leaves partial data.
+
+use std::time::Duration;
+
+use napi::bindgen_prelude::{Buffer, Unknown};
+use napi::{sys, ValueType};
+
+use crate::error::{RnError, RnResult};
+
+fn type_of(v: &Unknown) -> ValueType {
+  v.get_type().unwrap_or(ValueType::Unknown)
+}
+
+fn type_name(v: &Unknown) -> &'static str {
+  match type_of(v) {
+    ValueType::Undefined => "undefined",
+    ValueType::Null => "null",
+    ValueType::Boolean => "a boolean",
+    ValueType::Number => "a number",
+    ValueType::String => "a string",
+    ValueType::Symbol => "a symbol",
+    ValueType::Object => "an object",
+    ValueType::Function => "a function",
+    ValueType::BigInt => "a bigint",
+    _ => "an unsupported value",
+  }
+}
+
+/// A string, empty allowed (values).
+pub fn string(v: &Unknown, what: &str) -> RnResult<String> {
+  if type_of(v) != ValueType::String {
+    return Err(RnError::invalid(format!(
+      "{what} must be a string, got {}",
+      type_name(v)
+    )));
+  }
+  unsafe { v.cast::<String>() }.map_err(|e| RnError::invalid(format!("{what}: {}", e.reason)))
+}
+
+/// A key: a non-empty string.
+pub fn key(v: &Unknown, what: &str) -> RnResult<String> {
+  let s = string(v, what)?;
+  if s.is_empty() {
+    return Err(RnError::invalid(format!("{what} must not be empty")));
+  }
+  Ok(s)
+}
+
+/// An array of keys (non-empty strings). The array itself may be empty.
+pub fn key_list(v: &Unknown, what: &str) -> RnResult<Vec<String>> {
+  array(v, what)?
+    .iter()
+    .enumerate()
+    .map(|(i, item)| key(item, &format!("{what}[{i}]")))
+    .collect()
+}
+
+/// The items of a JS array.
+pub fn array<'a>(v: &Unknown<'a>, what: &str) -> RnResult<Vec<Unknown<'a>>> {
+  let raw_env = v_env(v);
+  let mut is_array = false;
+  unsafe { sys::napi_is_array(raw_env, v_raw(v), &mut is_array) };
+  if !is_array {
+    return Err(RnError::invalid(format!(
+      "{what} must be an array, got {}",
+      type_name(v)
+    )));
+  }
+  let mut len = 0u32;
+  unsafe { sys::napi_get_array_length(raw_env, v_raw(v), &mut len) };
+  let mut out = Vec::with_capacity(len as usize);
+  for i in 0..len {
+    let mut item = std::ptr::null_mut();
+    let status = unsafe { sys::napi_get_element(raw_env, v_raw(v), i, &mut item) };
+    if status != sys::Status::napi_ok {
+      return Err(RnError::invalid(format!("{what}[{i}] could not be read")));
+    }
+    out.push(unsafe { Unknown::from_raw_unchecked(raw_env, item) });
+  }
+  Ok(out)
+}
+
+fn v_raw(v: &Unknown) -> sys::napi_value {
+  use napi::JsValue;
+  v.raw()
+}
+
+fn v_env(v: &Unknown) -> sys::napi_env {
+  use napi::JsValue;
+  v.value().env
+}
+
+/// A finite number.
+pub fn number(v: &Unknown, what: &str) -> RnResult<f64> {
+  if type_of(v) != ValueType::Number {
+    return Err(RnError::invalid(format!(
+      "{what} must be a number, got {}",
+      type_name(v)
+    )));
+  }
+  let n =
+    unsafe { v.cast::<f64>() }.map_err(|e| RnError::invalid(format!("{what}: {}", e.reason)))?;
+  if !n.is_finite() {
+    return Err(RnError::invalid(format!(
+      "{what} must be a finite number, got {n}"
+    )));
+  }
+  Ok(n)
+}
+
+/// A whole number within the exactly-representable range of a JS number.
+pub fn integer(v: &Unknown, what: &str) -> RnResult<i64> {
+  let n = number(v, what)?;
+  if n.fract() != 0.0 || n.abs() > 9_007_199_254_740_991.0 {
+    return Err(RnError::invalid(format!(
+      "{what} must be a safe integer, got {n}"
+    )));
+  }
+  Ok(n as i64)
+}
+
+/// Validates a TTL in seconds (fractions allowed, finite, > 0) and rounds it up to whole
+/// milliseconds, so a tiny TTL never becomes "no expiry".
+pub fn ttl_seconds(n: f64, what: &str) -> RnResult<Duration> {
+  if !n.is_finite() || n <= 0.0 {
+    return Err(RnError::invalid(format!(
+      "{what} must be a finite number of seconds > 0, got {n}"
+    )));
+  }
+  if n > 1.0e12 {
+    return Err(RnError::invalid(format!(
+      "{what} is too large: {n} seconds"
+    )));
+  }
+  let ms = (n * 1000.0).ceil().max(1.0);
+  Ok(Duration::from_millis(ms as u64))
+}
+
+/// A TTL argument (seconds): `undefined`/`null` means none.
+pub fn ttl(v: Option<&Unknown>, what: &str) -> RnResult<Option<Duration>> {
+  match v {
+    None => Ok(None),
+    Some(v) if matches!(type_of(v), ValueType::Undefined | ValueType::Null) => Ok(None),
+    Some(v) => {
+      if type_of(v) != ValueType::Number {
+        return Err(RnError::invalid(format!(
+          "{what} must be a number of seconds, got {}",
+          type_name(v)
+        )));
+      }
+      let n = unsafe { v.cast::<f64>() }.map_err(|e| RnError::invalid(e.reason.clone()))?;
+      ttl_seconds(n, what).map(Some)
+    }
+  }
+}
+
+/// True for `undefined`/`null`/absent.
+pub fn is_absent(v: Option<&Unknown>) -> bool {
+  v.is_none_or(|v| matches!(type_of(v), ValueType::Undefined | ValueType::Null))
+}
+
+/// The bytes of a Buffer (or any Uint8Array).
+pub fn bytes(v: &Unknown, what: &str) -> RnResult<Vec<u8>> {
+  let mut is_buffer = false;
+  unsafe { sys::napi_is_buffer(v_env(v), v_raw(v), &mut is_buffer) };
+  if !is_buffer {
+    return Err(RnError::invalid(format!(
+      "{what} must be a Buffer, got {}",
+      type_name(v)
+    )));
+  }
+  let buf =
+    unsafe { v.cast::<Buffer>() }.map_err(|e| RnError::invalid(format!("{what}: {}", e.reason)))?;
+  Ok(buf.to_vec())
+}
+
+/// A raw command argument: a string, a finite number (sent as its decimal text) or a Buffer.
+pub fn command_arg(v: &Unknown, what: &str) -> RnResult<Vec<u8>> {
+  match type_of(v) {
+    ValueType::String => Ok(string(v, what)?.into_bytes()),
+    ValueType::Number => {
+      let n = number(v, what)?;
+      Ok(format_number(n).into_bytes())
+    }
+    ValueType::Object => bytes(v, what),
+    _ => Err(RnError::invalid(format!(
+      "{what} must be a string, number or Buffer, got {}",
+      type_name(v)
+    ))),
+  }
+}
+
+/// A number as JavaScript's `String(n)` writes it for the values Redis takes.
+pub fn format_number(n: f64) -> String {
+  if n.fract() == 0.0 && n.abs() < 1e21 {
+    format!("{}", n as i128)
+  } else {
+    format!("{n}")
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn ttl_seconds_accepts_fractions_and_rounds_up_to_milliseconds() {
+    assert_eq!(
+      ttl_seconds(1.5, "ttl").unwrap(),
+      Duration::from_millis(1500)
+    );
+    assert_eq!(
+      ttl_seconds(0.0001, "ttl").unwrap(),
+      Duration::from_millis(1)
+    );
+    assert_eq!(
+      ttl_seconds(0.0015, "ttl").unwrap(),
+      Duration::from_millis(2)
+    );
+  }
+
+  #[test]
+  fn ttl_seconds_rejects_zero_negative_nan_and_infinity() {
+    for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e13] {
+      let e = ttl_seconds(bad, "ttl").unwrap_err();
+      assert_eq!(e.code, crate::error::ErrorCode::InvalidArgument, "{bad}");
+    }
+  }
+
+  #[test]
+  fn numbers_are_written_like_javascript() {
+    assert_eq!(format_number(10.0), "10");
+    assert_eq!(format_number(-3.0), "-3");
+    assert_eq!(format_number(1.5), "1.5");
+  }
+}

@@ -1,0 +1,163 @@
+//! The connection layer every service stands on.
+//!
+//! `Connection` is a cheap `Clone` (an `Arc`) that services hold. It owns the key prefix
+//! and hands commands to a `Backend`. Today the backend is one standalone server; Redis
+//! Cluster and an embedded in-process store slot in as more `Backend` variants, without
+//! any service or public API changing: services only build `redis::Cmd`s and call
+//! `exec` / `exec_pipeline`.
+
+mod standalone;
+
+use std::sync::Arc;
+
+use redis::{Cmd, Pipeline, Value};
+
+use crate::error::{RnError, RnResult};
+use crate::keys::{self, KeyTable};
+use crate::options::ClientConfig;
+
+pub use standalone::Standalone;
+
+/// The server (or servers) commands go to.
+pub enum Backend {
+  Standalone(Standalone),
+}
+
+impl Backend {
+  async fn exec(&self, cmd: &Cmd) -> RnResult<Value> {
+    match self {
+      Backend::Standalone(s) => s.exec(cmd).await,
+    }
+  }
+
+  async fn exec_pipeline(&self, pipe: &Pipeline, count: usize) -> RnResult<Vec<Value>> {
+    match self {
+      Backend::Standalone(s) => s.exec_pipeline(pipe, count).await,
+    }
+  }
+
+  fn close(&self) {
+    match self {
+      Backend::Standalone(s) => s.close(),
+    }
+  }
+
+  fn is_closed(&self) -> bool {
+    match self {
+      Backend::Standalone(s) => s.is_closed(),
+    }
+  }
+}
+
+struct Inner {
+  backend: Backend,
+  prefix: Arc<str>,
+  /// Key positions of each command, read from the server (COMMAND) the first time a raw
+  /// command needs its keys prefixed.
+  key_table: tokio::sync::OnceCell<KeyTable>,
+}
+
+/// A handle on the client's connection, shared by every service built on the client.
+#[derive(Clone)]
+pub struct Connection {
+  inner: Arc<Inner>,
+}
+
+impl Connection {
+  /// Connects and verifies the server (PING) within `connect_timeout`.
+  pub async fn open(config: ClientConfig) -> RnResult<Connection> {
+    let prefix: Arc<str> = Arc::from(config.key_prefix.as_str());
+    let backend = Backend::Standalone(Standalone::connect(config).await?);
+    Ok(Connection {
+      inner: Arc::new(Inner {
+        backend,
+        prefix,
+        key_table: tokio::sync::OnceCell::new(),
+      }),
+    })
+  }
+
+  pub fn prefix(&self) -> &str {
+    &self.inner.prefix
+  }
+
+  /// The key as stored in Redis: the client's prefix, then the key.
+  pub fn key(&self, key: &str) -> String {
+    keys::prefixed(&self.inner.prefix, key)
+  }
+
+  /// A key handed back by Redis, without the client's prefix.
+  pub fn unprefix<'a>(&self, key: &'a str) -> &'a str {
+    keys::strip(&self.inner.prefix, key)
+  }
+
+  /// A SCAN pattern limited to this client's prefix (glob characters in the prefix escaped).
+  pub fn pattern(&self, pattern: &str) -> String {
+    keys::prefix_pattern(&self.inner.prefix, pattern)
+  }
+
+  /// Sends one command; a server error reply becomes `ERR_REDIS_COMMAND`.
+  pub async fn exec(&self, cmd: &Cmd) -> RnResult<Value> {
+    match self.inner.backend.exec(cmd).await? {
+      Value::ServerError(e) => Err(RnError::from(redis::RedisError::from(e))),
+      v => Ok(v),
+    }
+  }
+
+  /// Sends commands in one round trip. Replies come back in order; a command that failed
+  /// on the server has its error in its slot (`Value::ServerError`), the others still count.
+  pub async fn exec_pipeline(&self, pipe: &Pipeline, count: usize) -> RnResult<Vec<Value>> {
+    if count == 0 {
+      return Ok(Vec::new());
+    }
+    self.inner.backend.exec_pipeline(pipe, count).await
+  }
+
+  pub fn close(&self) {
+    self.inner.backend.close();
+  }
+
+  pub fn is_closed(&self) -> bool {
+    self.inner.backend.is_closed()
+  }
+
+  /// Applies the key prefix to the key arguments of a raw command (`args[0]` is the
+  /// command name), the way ioredis does for its keyPrefix.
+  pub async fn prefix_raw_command(&self, args: &mut [Vec<u8>]) -> RnResult<()> {
+    if self.inner.prefix.is_empty() || args.is_empty() {
+      return Ok(());
+    }
+    let table = self
+      .inner
+      .key_table
+      .get_or_try_init(|| async {
+        let reply = self.exec(&redis::cmd("COMMAND")).await?;
+        Ok::<_, RnError>(KeyTable::from_command_reply(&reply))
+      })
+      .await?;
+    let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
+    let positions = match table.positions(&name, args) {
+      keys::Positions::Known(p) => p,
+      keys::Positions::AskServer => {
+        let mut getkeys = redis::cmd("COMMAND");
+        getkeys.arg("GETKEYS");
+        for a in args.iter() {
+          getkeys.arg(a.as_slice());
+        }
+        match self.exec(&getkeys).await {
+          Ok(reply) => keys::positions_of_returned_keys(&reply, args),
+          // "The command has no key arguments" (or an invalid command): nothing to prefix;
+          // the command itself reports a real mistake when it is sent.
+          Err(e) if e.code == crate::error::ErrorCode::RedisCommand => Vec::new(),
+          Err(e) => return Err(e),
+        }
+      }
+    };
+    for p in positions {
+      let mut k = self.inner.prefix.as_bytes().to_vec();
+      k.extend_from_slice(&args[p]);
+      args[p] = k;
+    }
+    Ok(())
+  }
+}

@@ -1,0 +1,418 @@
+//! One Redis server over one multiplexed connection, re-established in the background
+//! after it is lost.
+//!
+//! While the connection is down, commands fail fast with `ERR_REDIS_CONNECTION` (they do
+//! not queue): a request handler learns at once that Redis is unavailable and every
+//! promise settles. Reconnect attempts back off exponentially with jitter, so a fleet of
+//! app instances that lost Redis together does not reconnect in lockstep.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{
+  AsyncConnectionConfig, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline, Value,
+};
+use tokio::sync::Notify;
+
+use crate::error::{is_fatal_for_connection, ErrorCode, RnError, RnResult};
+use crate::options::{ClientConfig, ReconnectConfig};
+
+enum State {
+  Connected {
+    conn: MultiplexedConnection,
+    generation: u64,
+  },
+  Reconnecting {
+    attempt: u32,
+    last_error: String,
+  },
+  GaveUp {
+    last_error: String,
+  },
+  Closed,
+}
+
+struct Shared {
+  config: ClientConfig,
+  client: redis::Client,
+  state: RwLock<State>,
+  generation: AtomicU64,
+  closed: AtomicBool,
+  /// Wakes the background tasks when the client closes.
+  shutdown: Notify,
+}
+
+pub struct Standalone {
+  shared: Arc<Shared>,
+}
+
+impl Standalone {
+  pub async fn connect(config: ClientConfig) -> RnResult<Standalone> {
+    let client = build_client(&config)?;
+    let shared = Arc::new(Shared {
+      config,
+      client,
+      state: RwLock::new(State::Closed),
+      generation: AtomicU64::new(0),
+      closed: AtomicBool::new(false),
+      shutdown: Notify::new(),
+    });
+    let conn = open(&shared).await?;
+    *shared.state.write().unwrap_or_else(|e| e.into_inner()) = State::Connected {
+      conn,
+      generation: shared.generation.load(Ordering::SeqCst),
+    };
+    if let Some(interval) = shared.config.ping_interval {
+      tokio::spawn(keep_alive(Arc::downgrade(&shared), interval));
+    }
+    Ok(Standalone { shared })
+  }
+
+  pub async fn exec(&self, cmd: &Cmd) -> RnResult<Value> {
+    let (mut conn, generation) = self.shared.current()?;
+    let timeout = self.shared.config.command_timeout;
+    match tokio::time::timeout(timeout, conn.send_packed_command(cmd)).await {
+      Err(_) => Err(self.shared.timeout_error(timeout)),
+      Ok(Ok(v)) => Ok(v),
+      Ok(Err(e)) => Err(self.shared.failed(generation, e)),
+    }
+  }
+
+  pub async fn exec_pipeline(&self, pipe: &Pipeline, count: usize) -> RnResult<Vec<Value>> {
+    let (mut conn, generation) = self.shared.current()?;
+    let timeout = self.shared.config.command_timeout;
+    match tokio::time::timeout(timeout, conn.send_packed_commands(pipe, 0, count)).await {
+      Err(_) => Err(self.shared.timeout_error(timeout)),
+      Ok(Ok(v)) => Ok(v),
+      Ok(Err(e)) => Err(self.shared.failed(generation, e)),
+    }
+  }
+
+  pub fn close(&self) {
+    self.shared.closed.store(true, Ordering::SeqCst);
+    *self.shared.state.write().unwrap_or_else(|e| e.into_inner()) = State::Closed;
+    self.shared.shutdown.notify_waiters();
+  }
+
+  pub fn is_closed(&self) -> bool {
+    self.shared.closed.load(Ordering::SeqCst)
+  }
+}
+
+impl Drop for Standalone {
+  fn drop(&mut self) {
+    self.close();
+  }
+}
+
+impl Shared {
+  fn current(&self) -> RnResult<(MultiplexedConnection, u64)> {
+    let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+    match &*state {
+      State::Connected { conn, generation } => Ok((conn.clone(), *generation)),
+      State::Reconnecting { attempt, last_error } => Err(RnError::connection(format!(
+        "the connection to Redis at {} was lost and is being re-established (attempt {attempt}; last error: {last_error})",
+        self.config.address()
+      ))),
+      State::GaveUp { last_error } => Err(RnError::connection(format!(
+        "the connection to Redis at {} was lost and reconnecting gave up after {} attempts (last error: {last_error})",
+        self.config.address(),
+        self.config.reconnect.max_attempts.unwrap_or(0)
+      ))),
+      State::Closed => Err(RnError::closed()),
+    }
+  }
+
+  fn timeout_error(&self, timeout: Duration) -> RnError {
+    RnError::timeout(format!(
+      "Redis at {} did not reply within {} ms (commandTimeoutMs)",
+      self.config.address(),
+      timeout.as_millis()
+    ))
+  }
+
+  /// Maps a failed command's error; a broken connection starts a reconnect.
+  fn failed(self: &Arc<Self>, generation: u64, err: redis::RedisError) -> RnError {
+    let fatal = is_fatal_for_connection(&err);
+    let mapped = scrub(RnError::from(err), &self.config);
+    if fatal {
+      lost(self, generation, &mapped.message);
+      if self.closed.load(Ordering::SeqCst) {
+        return RnError::closed();
+      }
+      if mapped.code != ErrorCode::RedisConnection && mapped.code != ErrorCode::RedisTimeout {
+        return RnError::connection(mapped.message);
+      }
+    }
+    mapped
+  }
+}
+
+/// Marks connection `generation` as lost (once) and starts reconnecting.
+fn lost(shared: &Arc<Shared>, generation: u64, why: &str) {
+  if shared.closed.load(Ordering::SeqCst) {
+    return;
+  }
+  {
+    let mut state = shared.state.write().unwrap_or_else(|e| e.into_inner());
+    match &*state {
+      State::Connected { generation: g, .. } if *g == generation => {}
+      _ => return, // already reconnecting, or a newer connection is in place
+    }
+    *state = State::Reconnecting {
+      attempt: 0,
+      last_error: why.to_string(),
+    };
+  }
+  tokio::spawn(reconnect(Arc::downgrade(shared)));
+}
+
+/// The delay before reconnect attempt `attempt` (1-based): exponential from `min_delay`,
+/// capped at `max_delay`, with "equal jitter": uniformly random in the upper half, so
+/// delays still grow but clients that failed together spread out.
+pub fn backoff_delay(cfg: &ReconnectConfig, attempt: u32, unit_random: f64) -> Duration {
+  let min = cfg.min_delay.as_secs_f64();
+  let max = cfg.max_delay.as_secs_f64();
+  let exp = min * 2f64.powi(attempt.saturating_sub(1).min(30) as i32);
+  let cap = exp.min(max);
+  let jittered = cap / 2.0 + unit_random.clamp(0.0, 1.0) * cap / 2.0;
+  Duration::from_secs_f64(jittered.max(0.0))
+}
+
+async fn reconnect(weak: Weak<Shared>) {
+  let mut attempt: u32 = 0;
+  loop {
+    attempt += 1;
+    let Some(shared) = weak.upgrade() else { return };
+    if shared.closed.load(Ordering::SeqCst) {
+      return;
+    }
+    if let Some(max) = shared.config.reconnect.max_attempts {
+      if attempt > max {
+        let mut state = shared.state.write().unwrap_or_else(|e| e.into_inner());
+        if let State::Reconnecting { last_error, .. } = &*state {
+          *state = State::GaveUp {
+            last_error: last_error.clone(),
+          };
+        }
+        return;
+      }
+    }
+    let delay = backoff_delay(&shared.config.reconnect, attempt, rand::random::<f64>());
+    {
+      let shutdown = shared.shutdown.notified();
+      tokio::pin!(shutdown);
+      tokio::select! {
+        _ = tokio::time::sleep(delay) => {}
+        _ = &mut shutdown => return,
+      }
+    }
+    if shared.closed.load(Ordering::SeqCst) {
+      return;
+    }
+    match open(&shared).await {
+      Ok(conn) => {
+        let mut state = shared.state.write().unwrap_or_else(|e| e.into_inner());
+        if shared.closed.load(Ordering::SeqCst) {
+          return;
+        }
+        *state = State::Connected {
+          conn,
+          generation: shared.generation.load(Ordering::SeqCst),
+        };
+        return;
+      }
+      Err(e) => {
+        let mut state = shared.state.write().unwrap_or_else(|e| e.into_inner());
+        if let State::Reconnecting { .. } = &*state {
+          *state = State::Reconnecting {
+            attempt,
+            last_error: e.message,
+          };
+        }
+      }
+    }
+  }
+}
+
+/// Pings the server every `interval` so idle connections stay open through middleboxes,
+/// and so a dead connection is noticed even when no command is being sent.
+async fn keep_alive(weak: Weak<Shared>, interval: Duration) {
+  loop {
+    {
+      let Some(shared) = weak.upgrade() else { return };
+      let shutdown = shared.shutdown.notified();
+      tokio::pin!(shutdown);
+      tokio::select! {
+        _ = tokio::time::sleep(interval) => {}
+        _ = &mut shutdown => return,
+      }
+    }
+    let Some(shared) = weak.upgrade() else { return };
+    if shared.closed.load(Ordering::SeqCst) {
+      return;
+    }
+    let Ok((mut conn, generation)) = shared.current() else {
+      continue;
+    };
+    let timeout = shared.config.command_timeout;
+    match tokio::time::timeout(timeout, conn.send_packed_command(&redis::cmd("PING"))).await {
+      Ok(Ok(_)) => {}
+      Ok(Err(e)) => {
+        if is_fatal_for_connection(&e) {
+          lost(&shared, generation, &e.to_string());
+        }
+      }
+      // A server that does not answer a PING within the command timeout is treated as gone.
+      Err(_) => lost(&shared, generation, "keep-alive PING timed out"),
+    }
+  }
+}
+
+fn build_client(config: &ClientConfig) -> RnResult<redis::Client> {
+  let mut redis_info = redis::RedisConnectionInfo::default().set_db(config.db);
+  if let Some(u) = &config.username {
+    redis_info = redis_info.set_username(u);
+  }
+  if let Some(p) = &config.password {
+    redis_info = redis_info.set_password(p);
+  }
+  redis_info = redis_info.set_lib_name("nestjs-redis-native", env!("CARGO_PKG_VERSION"));
+  let bad_tls = |e: redis::RedisError| RnError::invalid(format!("TLS settings rejected: {e}"));
+  match &config.tls {
+    None => {
+      let info = ConnectionAddr::Tcp(config.host.clone(), config.port)
+        .into_connection_info()
+        .map_err(RnError::from)?
+        .set_redis_settings(redis_info);
+      redis::Client::open(info).map_err(RnError::from)
+    }
+    Some(tls) => {
+      // rustls needs a process-wide crypto provider; installing it twice is harmless.
+      let _ = rustls::crypto::ring::default_provider().install_default();
+      let host = tls
+        .servername
+        .clone()
+        .unwrap_or_else(|| config.host.clone());
+      let addr = ConnectionAddr::TcpTls {
+        host,
+        port: config.port,
+        insecure: !tls.reject_unauthorized,
+        tls_params: None,
+      };
+      let info: ConnectionInfo = addr
+        .into_connection_info()
+        .map_err(RnError::from)?
+        .set_redis_settings(redis_info);
+      if tls.ca.is_none() && tls.cert.is_none() {
+        return redis::Client::open(info).map_err(bad_tls);
+      }
+      let certs = redis::TlsCertificates {
+        client_tls: match (&tls.cert, &tls.key) {
+          (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+            client_cert: cert.clone(),
+            client_key: key.clone(),
+          }),
+          _ => None,
+        },
+        root_cert: tls.ca.clone(),
+      };
+      redis::Client::build_with_tls(info, certs).map_err(bad_tls)
+    }
+  }
+}
+
+/// Opens a new connection: TCP (and TLS), AUTH/SELECT, CLIENT SETNAME, then PING, all
+/// within `connect_timeout`.
+async fn open(shared: &Arc<Shared>) -> RnResult<MultiplexedConnection> {
+  let cfg = &shared.config;
+  shared.generation.fetch_add(1, Ordering::SeqCst);
+  let acfg = AsyncConnectionConfig::new()
+    .set_connection_timeout(Some(cfg.connect_timeout))
+    .set_response_timeout(None);
+  let attempt = async {
+    let mut conn = shared
+      .client
+      .get_multiplexed_async_connection_with_config(&acfg)
+      .await?;
+    if let Some(name) = &cfg.client_name {
+      redis::cmd("CLIENT")
+        .arg("SETNAME")
+        .arg(name)
+        .exec_async(&mut conn)
+        .await?;
+    }
+    redis::cmd("PING").exec_async(&mut conn).await?;
+    Ok::<_, redis::RedisError>(conn)
+  };
+  let what = format!("cannot connect to Redis at {}", cfg.address());
+  match tokio::time::timeout(cfg.connect_timeout, attempt).await {
+    Err(_) => Err(RnError::connection(format!(
+      "{what}: no answer within {} ms (connectTimeoutMs)",
+      cfg.connect_timeout.as_millis()
+    ))),
+    Ok(Err(e)) => {
+      let mut err = scrub(RnError::from(e), cfg).context(&what);
+      if err.code == ErrorCode::RedisTimeout {
+        err.code = ErrorCode::RedisConnection;
+      }
+      Err(err)
+    }
+    Ok(Ok(conn)) => Ok(conn),
+  }
+}
+
+/// Removes the password from a message, should a lower layer ever echo it.
+fn scrub(mut err: RnError, cfg: &ClientConfig) -> RnError {
+  if let Some(p) = &cfg.password {
+    if !p.is_empty() && err.message.contains(p.as_str()) {
+      err.message = err.message.replace(p.as_str(), "***");
+    }
+  }
+  err
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  fn cfg(min: u64, max: u64) -> ReconnectConfig {
+    ReconnectConfig {
+      min_delay: Duration::from_millis(min),
+      max_delay: Duration::from_millis(max),
+      max_attempts: None,
+    }
+  }
+
+  #[test]
+  fn backoff_doubles_from_the_minimum_up_to_the_maximum() {
+    let c = cfg(100, 1000);
+    assert_eq!(backoff_delay(&c, 1, 1.0), Duration::from_millis(100));
+    assert_eq!(backoff_delay(&c, 2, 1.0), Duration::from_millis(200));
+    assert_eq!(backoff_delay(&c, 3, 1.0), Duration::from_millis(400));
+    assert_eq!(backoff_delay(&c, 5, 1.0), Duration::from_millis(1000));
+    assert_eq!(backoff_delay(&c, 500, 1.0), Duration::from_millis(1000));
+  }
+
+  #[test]
+  fn backoff_jitter_spreads_delays_over_the_upper_half() {
+    let c = cfg(100, 10_000);
+    assert_eq!(backoff_delay(&c, 4, 0.0), Duration::from_millis(400));
+    assert_eq!(backoff_delay(&c, 4, 0.5), Duration::from_millis(600));
+    assert_eq!(backoff_delay(&c, 4, 1.0), Duration::from_millis(800));
+  }
+
+  #[test]
+  fn scrub_removes_the_password_from_messages() {
+    let mut config = crate::options::parse_options(
+      Some(&serde_json::json!({ "password": "hunter2" })),
+      &Default::default(),
+    )
+    .unwrap();
+    config.password = Some("hunter2".into());
+    let e = scrub(RnError::connection("auth hunter2 failed"), &config);
+    assert_eq!(e.message, "auth *** failed");
+  }
+}

@@ -1,0 +1,707 @@
+//! `RedisOptions`: parsed from the plain JS object (or the REDIS_* environment) into a
+//! validated `ClientConfig`. Pure functions, unit-tested without a server.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use napi_derive::napi;
+use serde_json::{Map, Value};
+
+use crate::error::{RnError, RnResult};
+
+pub const DEFAULT_HOST: &str = "localhost";
+pub const DEFAULT_PORT: u16 = 6379;
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(5000);
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_millis(5000);
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_millis(30_000);
+pub const DEFAULT_RECONNECT_MIN_DELAY: Duration = Duration::from_millis(100);
+pub const DEFAULT_RECONNECT_MAX_DELAY: Duration = Duration::from_millis(10_000);
+
+/// TLS settings. PEM text (string or Buffer) for `ca`, `cert` and `key`.
+// Declared for the generated typings; the values are read from JSON by `parse_options`.
+#[allow(dead_code)]
+#[napi(object)]
+pub struct TlsOptions {
+  /// PEM of the certificate authority to trust instead of the system roots.
+  #[napi(ts_type = "string | Buffer")]
+  pub ca: Option<String>,
+  /// PEM of the client certificate (mutual TLS); requires `key`.
+  #[napi(ts_type = "string | Buffer")]
+  pub cert: Option<String>,
+  /// PEM of the client private key (mutual TLS); requires `cert`.
+  #[napi(ts_type = "string | Buffer")]
+  pub key: Option<String>,
+  /// Name to verify the server certificate against (and send as SNI). Defaults to the host.
+  pub servername: Option<String>,
+  /// `false` accepts any server certificate. Default `true`. Only for tests.
+  pub reject_unauthorized: Option<bool>,
+}
+
+/// Reconnect backoff: delay = random between minDelayMs and min(maxDelayMs, minDelayMs * 2^attempt).
+// Declared for the generated typings; the values are read from JSON by `parse_options`.
+#[allow(dead_code)]
+#[napi(object)]
+pub struct ReconnectOptions {
+  /// First delay, ms. Default 100.
+  pub min_delay_ms: Option<f64>,
+  /// Largest delay, ms. Default 10000.
+  pub max_delay_ms: Option<f64>,
+  /// Give up after this many failed attempts in a row. Default: never give up.
+  pub max_attempts: Option<f64>,
+}
+
+/// Options of `RedisClient.connect()`. With no options, the REDIS_* environment is read.
+// Declared for the generated typings; the values are read from JSON by `parse_options`.
+#[allow(dead_code)]
+#[napi(object)]
+pub struct RedisOptions {
+  /// `redis://[user:pass@]host:port/db`, or `rediss://` for TLS.
+  pub url: Option<String>,
+  /// Default `localhost`.
+  pub host: Option<String>,
+  /// Default 6379.
+  pub port: Option<u32>,
+  pub username: Option<String>,
+  pub password: Option<String>,
+  /// Database number. Default 0.
+  pub db: Option<u32>,
+  /// `true`, or certificates and settings.
+  #[napi(ts_type = "boolean | TlsOptions")]
+  pub tls: Option<bool>,
+  /// Prepended to every key (also to SCAN patterns; stripped from keys handed back).
+  pub key_prefix: Option<String>,
+  /// Time allowed to connect and verify the server (PING), ms. Default 5000.
+  pub connect_timeout_ms: Option<f64>,
+  /// Time allowed for a reply, ms. Default 5000.
+  pub command_timeout_ms: Option<f64>,
+  /// An idle connection is pinged this often, ms; 0 turns keep-alive off. Default 30000.
+  pub ping_interval_ms: Option<f64>,
+  /// Reconnect backoff (with jitter).
+  pub reconnect: Option<ReconnectOptions>,
+  /// Sent with CLIENT SETNAME, shown by CLIENT LIST.
+  pub client_name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsConfig {
+  pub ca: Option<Vec<u8>>,
+  pub cert: Option<Vec<u8>>,
+  pub key: Option<Vec<u8>>,
+  pub servername: Option<String>,
+  pub reject_unauthorized: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconnectConfig {
+  pub min_delay: Duration,
+  pub max_delay: Duration,
+  /// `None`: keep trying.
+  pub max_attempts: Option<u32>,
+}
+
+/// Validated connection settings.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientConfig {
+  pub host: String,
+  pub port: u16,
+  pub username: Option<String>,
+  pub password: Option<String>,
+  pub db: i64,
+  pub tls: Option<TlsConfig>,
+  pub key_prefix: String,
+  pub connect_timeout: Duration,
+  pub command_timeout: Duration,
+  /// `None`: no keep-alive pings.
+  pub ping_interval: Option<Duration>,
+  pub reconnect: ReconnectConfig,
+  pub client_name: Option<String>,
+}
+
+impl std::fmt::Debug for ClientConfig {
+  // Hand-written so that a password can never reach a log through `{:?}`.
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    f.debug_struct("ClientConfig")
+      .field("host", &self.host)
+      .field("port", &self.port)
+      .field("username", &self.username)
+      .field("password", &self.password.as_ref().map(|_| "***"))
+      .field("db", &self.db)
+      .field("tls", &self.tls.is_some())
+      .field("key_prefix", &self.key_prefix)
+      .finish_non_exhaustive()
+  }
+}
+
+impl ClientConfig {
+  /// `host:port`, the only way a connection is named in messages.
+  pub fn address(&self) -> String {
+    if self.host.contains(':') {
+      format!("[{}]:{}", self.host, self.port)
+    } else {
+      format!("{}:{}", self.host, self.port)
+    }
+  }
+}
+
+const KNOWN_OPTIONS: &[&str] = &[
+  "url",
+  "host",
+  "port",
+  "username",
+  "password",
+  "db",
+  "tls",
+  "keyPrefix",
+  "connectTimeoutMs",
+  "commandTimeoutMs",
+  "pingIntervalMs",
+  "reconnect",
+  "clientName",
+];
+
+/// Parses the options object given to `RedisClient.connect()`. `None` (or `undefined`)
+/// reads the environment.
+pub fn parse_options(
+  value: Option<&Value>,
+  env: &HashMap<String, String>,
+) -> RnResult<ClientConfig> {
+  match value {
+    None | Some(Value::Null) => from_env(env),
+    Some(Value::Object(map)) => from_object(map),
+    Some(_) => Err(RnError::invalid("options must be an object")),
+  }
+}
+
+fn from_env(env: &HashMap<String, String>) -> RnResult<ClientConfig> {
+  let get = |k: &str| env.get(k).filter(|v| !v.is_empty()).cloned();
+  let mut map = Map::new();
+  if let Some(url) = get("REDIS_URL") {
+    map.insert("url".into(), Value::String(url));
+  } else {
+    if let Some(host) = get("REDIS_HOST") {
+      map.insert("host".into(), Value::String(host));
+    }
+    if let Some(port) = get("REDIS_PORT") {
+      let port: u64 = port
+        .parse()
+        .map_err(|_| RnError::invalid("REDIS_PORT must be a port number"))?;
+      map.insert("port".into(), Value::from(port));
+    }
+    if let Some(db) = get("REDIS_DB") {
+      let db: u64 = db
+        .parse()
+        .map_err(|_| RnError::invalid("REDIS_DB must be a database number"))?;
+      map.insert("db".into(), Value::from(db));
+    }
+    if let Some(tls) = get("REDIS_TLS") {
+      let on = matches!(
+        tls.to_ascii_lowercase().as_str(),
+        "1" | "true" | "yes" | "on"
+      );
+      map.insert("tls".into(), Value::Bool(on));
+    }
+  }
+  if let Some(user) = get("REDIS_USERNAME") {
+    map.entry("username").or_insert(Value::String(user));
+  }
+  if let Some(password) = get("REDIS_PASSWORD") {
+    map.entry("password").or_insert(Value::String(password));
+  }
+  from_object(&map)
+}
+
+fn opt_string(map: &Map<String, Value>, name: &str) -> RnResult<Option<String>> {
+  match map.get(name) {
+    None | Some(Value::Null) => Ok(None),
+    Some(Value::String(s)) => Ok(Some(s.clone())),
+    Some(_) => Err(RnError::invalid(format!(
+      "option `{name}` must be a string"
+    ))),
+  }
+}
+
+fn opt_number(map: &Map<String, Value>, name: &str) -> RnResult<Option<f64>> {
+  match map.get(name) {
+    None | Some(Value::Null) => Ok(None),
+    Some(Value::Number(n)) => Ok(n.as_f64()),
+    Some(_) => Err(RnError::invalid(format!(
+      "option `{name}` must be a number"
+    ))),
+  }
+}
+
+fn opt_int(map: &Map<String, Value>, name: &str, min: f64, max: f64) -> RnResult<Option<u64>> {
+  match opt_number(map, name)? {
+    None => Ok(None),
+    Some(n) if n.fract() == 0.0 && n >= min && n <= max => Ok(Some(n as u64)),
+    Some(_) => Err(RnError::invalid(format!(
+      "option `{name}` must be a whole number from {min} to {max}"
+    ))),
+  }
+}
+
+fn opt_millis(
+  map: &Map<String, Value>,
+  name: &str,
+  allow_zero: bool,
+) -> RnResult<Option<Duration>> {
+  match opt_number(map, name)? {
+    None => Ok(None),
+    Some(n) if n.is_finite() && (n > 0.0 || (allow_zero && n == 0.0)) && n <= 2_147_483_647.0 => {
+      Ok(Some(Duration::from_micros((n * 1000.0) as u64)))
+    }
+    Some(_) => Err(RnError::invalid(format!(
+      "option `{name}` must be a finite number of milliseconds{}",
+      if allow_zero { " >= 0" } else { " > 0" }
+    ))),
+  }
+}
+
+fn reject_unknown(map: &Map<String, Value>, known: &[&str], what: &str) -> RnResult<()> {
+  for key in map.keys() {
+    if !known.contains(&key.as_str()) {
+      return Err(RnError::invalid(format!(
+        "unknown {what} `{key}` (known: {})",
+        known.join(", ")
+      )));
+    }
+  }
+  Ok(())
+}
+
+fn from_object(map: &Map<String, Value>) -> RnResult<ClientConfig> {
+  reject_unknown(map, KNOWN_OPTIONS, "option")?;
+
+  let mut host = DEFAULT_HOST.to_string();
+  let mut port = DEFAULT_PORT;
+  let mut username = None;
+  let mut password = None;
+  let mut db = 0i64;
+  let mut tls: Option<TlsConfig> = None;
+
+  if let Some(url) = opt_string(map, "url")? {
+    let parsed = parse_url(&url)?;
+    host = parsed.host;
+    port = parsed.port;
+    username = parsed.username;
+    password = parsed.password;
+    db = parsed.db;
+    if parsed.tls {
+      tls = Some(TlsConfig {
+        reject_unauthorized: true,
+        ..Default::default()
+      });
+    }
+  }
+  // Explicit fields win over the URL's parts.
+  if let Some(h) = opt_string(map, "host")? {
+    if h.is_empty() {
+      return Err(RnError::invalid("option `host` must not be empty"));
+    }
+    host = h;
+  }
+  if let Some(p) = opt_int(map, "port", 1.0, 65535.0)? {
+    port = p as u16;
+  }
+  if let Some(u) = opt_string(map, "username")? {
+    username = Some(u);
+  }
+  if let Some(p) = opt_string(map, "password")? {
+    password = Some(p);
+  }
+  if let Some(d) = opt_int(map, "db", 0.0, 65535.0)? {
+    db = d as i64;
+  }
+  match map.get("tls") {
+    None | Some(Value::Null) => {}
+    Some(Value::Bool(false)) => tls = None,
+    Some(Value::Bool(true)) => {
+      tls.get_or_insert(TlsConfig {
+        reject_unauthorized: true,
+        ..Default::default()
+      });
+    }
+    Some(Value::Object(t)) => tls = Some(parse_tls(t)?),
+    Some(_) => {
+      return Err(RnError::invalid(
+        "option `tls` must be a boolean or an object",
+      ))
+    }
+  }
+
+  let key_prefix = opt_string(map, "keyPrefix")?.unwrap_or_default();
+  let connect_timeout =
+    opt_millis(map, "connectTimeoutMs", false)?.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+  let command_timeout =
+    opt_millis(map, "commandTimeoutMs", false)?.unwrap_or(DEFAULT_COMMAND_TIMEOUT);
+  let ping_interval = match opt_millis(map, "pingIntervalMs", true)? {
+    None => Some(DEFAULT_PING_INTERVAL),
+    Some(d) if d.is_zero() => None,
+    Some(d) => Some(d),
+  };
+  let reconnect = match map.get("reconnect") {
+    None | Some(Value::Null) => ReconnectConfig {
+      min_delay: DEFAULT_RECONNECT_MIN_DELAY,
+      max_delay: DEFAULT_RECONNECT_MAX_DELAY,
+      max_attempts: None,
+    },
+    Some(Value::Object(r)) => parse_reconnect(r)?,
+    Some(_) => return Err(RnError::invalid("option `reconnect` must be an object")),
+  };
+  let client_name = opt_string(map, "clientName")?;
+  if let Some(name) = &client_name {
+    if name.is_empty() || name.chars().any(|c| c.is_whitespace()) {
+      return Err(RnError::invalid(
+        "option `clientName` must be non-empty and contain no spaces",
+      ));
+    }
+  }
+
+  Ok(ClientConfig {
+    host,
+    port,
+    username,
+    password,
+    db,
+    tls,
+    key_prefix,
+    connect_timeout,
+    command_timeout,
+    ping_interval,
+    reconnect,
+    client_name,
+  })
+}
+
+fn pem(map: &Map<String, Value>, name: &str) -> RnResult<Option<Vec<u8>>> {
+  match map.get(name) {
+    None | Some(Value::Null) => Ok(None),
+    Some(Value::String(s)) => Ok(Some(s.as_bytes().to_vec())),
+    // A Node Buffer arrives as { type: 'Buffer', data: [...] } (its toJSON form).
+    Some(Value::Object(o)) if o.get("type") == Some(&Value::String("Buffer".into())) => {
+      let data = o
+        .get("data")
+        .and_then(Value::as_array)
+        .ok_or_else(|| RnError::invalid(format!("option `tls.{name}` is not a valid Buffer")))?;
+      data
+        .iter()
+        .map(|b| b.as_u64().filter(|b| *b <= 255).map(|b| b as u8))
+        .collect::<Option<Vec<u8>>>()
+        .map(Some)
+        .ok_or_else(|| RnError::invalid(format!("option `tls.{name}` is not a valid Buffer")))
+    }
+    Some(_) => Err(RnError::invalid(format!(
+      "option `tls.{name}` must be PEM text (string or Buffer)"
+    ))),
+  }
+}
+
+fn parse_tls(map: &Map<String, Value>) -> RnResult<TlsConfig> {
+  reject_unknown(
+    map,
+    &["ca", "cert", "key", "servername", "rejectUnauthorized"],
+    "tls option",
+  )?;
+  let cfg = TlsConfig {
+    ca: pem(map, "ca")?,
+    cert: pem(map, "cert")?,
+    key: pem(map, "key")?,
+    servername: opt_string(map, "servername")?,
+    reject_unauthorized: match map.get("rejectUnauthorized") {
+      None | Some(Value::Null) => true,
+      Some(Value::Bool(b)) => *b,
+      Some(_) => {
+        return Err(RnError::invalid(
+          "option `tls.rejectUnauthorized` must be a boolean",
+        ))
+      }
+    },
+  };
+  if cfg.cert.is_some() != cfg.key.is_some() {
+    return Err(RnError::invalid(
+      "options `tls.cert` and `tls.key` go together",
+    ));
+  }
+  Ok(cfg)
+}
+
+fn parse_reconnect(map: &Map<String, Value>) -> RnResult<ReconnectConfig> {
+  reject_unknown(
+    map,
+    &["minDelayMs", "maxDelayMs", "maxAttempts"],
+    "reconnect option",
+  )?;
+  let min_delay = opt_millis(map, "minDelayMs", true)?.unwrap_or(DEFAULT_RECONNECT_MIN_DELAY);
+  let max_delay =
+    opt_millis(map, "maxDelayMs", true)?.unwrap_or(DEFAULT_RECONNECT_MAX_DELAY.max(min_delay));
+  if max_delay < min_delay {
+    return Err(RnError::invalid(
+      "option `reconnect.maxDelayMs` must be >= `reconnect.minDelayMs`",
+    ));
+  }
+  let max_attempts = opt_int(map, "maxAttempts", 0.0, u32::MAX as f64)?.map(|n| n as u32);
+  Ok(ReconnectConfig {
+    min_delay,
+    max_delay,
+    max_attempts,
+  })
+}
+
+struct ParsedUrl {
+  host: String,
+  port: u16,
+  username: Option<String>,
+  password: Option<String>,
+  db: i64,
+  tls: bool,
+}
+
+fn parse_url(input: &str) -> RnResult<ParsedUrl> {
+  // Never echo the URL itself: it may carry a password.
+  let bad = |why: &str| RnError::invalid(format!("option `url` is not a valid Redis URL: {why}"));
+  let url = url::Url::parse(input).map_err(|e| bad(&e.to_string()))?;
+  let tls = match url.scheme() {
+    "redis" | "valkey" => false,
+    "rediss" | "valkeys" => true,
+    _ => return Err(bad("the scheme must be redis:// or rediss://")),
+  };
+  let host = match url.host() {
+    Some(url::Host::Ipv6(ip)) => ip.to_string(),
+    Some(h) => h.to_string(),
+    None => return Err(bad("no host")),
+  };
+  if host.is_empty() {
+    return Err(bad("no host"));
+  }
+  let port = url.port().unwrap_or(DEFAULT_PORT);
+  let username = match url.username() {
+    "" => None,
+    u => Some(percent_decode(u).ok_or_else(|| bad("bad percent-encoding"))?),
+  };
+  let password = match url.password() {
+    None => None,
+    Some(p) => Some(percent_decode(p).ok_or_else(|| bad("bad percent-encoding"))?),
+  };
+  let path = url.path().trim_start_matches('/');
+  let mut db = 0i64;
+  if !path.is_empty() {
+    db = path
+      .parse::<u16>()
+      .map_err(|_| bad("the path must be a database number"))? as i64;
+  }
+  for (k, v) in url.query_pairs() {
+    if k == "db" {
+      db = v
+        .parse::<u16>()
+        .map_err(|_| bad("db must be a database number"))? as i64;
+    }
+  }
+  Ok(ParsedUrl {
+    host,
+    port,
+    username,
+    password,
+    db,
+    tls,
+  })
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+  let bytes = s.as_bytes();
+  let mut out = Vec::with_capacity(bytes.len());
+  let mut i = 0;
+  while i < bytes.len() {
+    if bytes[i] == b'%' {
+      let hex = s.get(i + 1..i + 3)?;
+      out.push(u8::from_str_radix(hex, 16).ok()?);
+      i += 3;
+    } else {
+      out.push(bytes[i]);
+      i += 1;
+    }
+  }
+  String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use serde_json::json;
+
+  fn parse(v: Value) -> RnResult<ClientConfig> {
+    parse_options(Some(&v), &HashMap::new())
+  }
+
+  fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+      .iter()
+      .map(|(k, v)| (k.to_string(), v.to_string()))
+      .collect()
+  }
+
+  #[test]
+  fn empty_options_mean_localhost_6379_and_documented_defaults() {
+    let c = parse(json!({})).unwrap();
+    assert_eq!((c.host.as_str(), c.port, c.db), ("localhost", 6379, 0));
+    assert_eq!(c.connect_timeout, Duration::from_secs(5));
+    assert_eq!(c.command_timeout, Duration::from_secs(5));
+    assert_eq!(c.ping_interval, Some(Duration::from_secs(30)));
+    assert_eq!(c.reconnect.max_attempts, None);
+    assert_eq!(c.key_prefix, "");
+    assert!(c.tls.is_none());
+  }
+
+  #[test]
+  fn url_gives_host_port_credentials_and_db() {
+    let c = parse(json!({ "url": "redis://app:s%40cret@127.0.0.1:6380/3" })).unwrap();
+    assert_eq!(c.host, "127.0.0.1");
+    assert_eq!(c.port, 6380);
+    assert_eq!(c.username.as_deref(), Some("app"));
+    assert_eq!(c.password.as_deref(), Some("s@cret"));
+    assert_eq!(c.db, 3);
+  }
+
+  #[test]
+  fn password_only_url_and_ipv6_host() {
+    let c = parse(json!({ "url": "redis://:pw@[::1]:7000" })).unwrap();
+    assert_eq!(c.host, "::1");
+    assert_eq!(c.address(), "[::1]:7000");
+    assert_eq!(c.username, None);
+    assert_eq!(c.password.as_deref(), Some("pw"));
+  }
+
+  #[test]
+  fn rediss_url_turns_on_verified_tls() {
+    let c = parse(json!({ "url": "rediss://example.test" })).unwrap();
+    let tls = c.tls.unwrap();
+    assert!(tls.reject_unauthorized);
+    assert_eq!(c.port, 6379);
+  }
+
+  #[test]
+  fn explicit_fields_override_the_url() {
+    let c = parse(json!({ "url": "redis://a:1/1", "port": 7001, "db": 2, "host": "b" })).unwrap();
+    assert_eq!((c.host.as_str(), c.port, c.db), ("b", 7001, 2));
+  }
+
+  #[test]
+  fn tls_object_with_custom_ca_and_buffer_form() {
+    let c = parse(json!({
+      "tls": { "ca": "PEM", "cert": { "type": "Buffer", "data": [65, 66] }, "key": "K",
+               "servername": "redis.internal", "rejectUnauthorized": false }
+    }))
+    .unwrap();
+    let tls = c.tls.unwrap();
+    assert_eq!(tls.ca.as_deref(), Some(&b"PEM"[..]));
+    assert_eq!(tls.cert.as_deref(), Some(&b"AB"[..]));
+    assert_eq!(tls.servername.as_deref(), Some("redis.internal"));
+    assert!(!tls.reject_unauthorized);
+  }
+
+  #[test]
+  fn cert_without_key_is_rejected() {
+    let e = parse(json!({ "tls": { "cert": "C" } })).unwrap_err();
+    assert_eq!(e.code, crate::error::ErrorCode::InvalidArgument);
+  }
+
+  #[test]
+  fn bad_urls_are_invalid_arguments_and_never_echo_the_password() {
+    for url in [
+      "http://u:hunter2@host",
+      "not a url",
+      "redis://u:hunter2@host/notadb",
+      "redis://:hunter2@host:99999",
+    ] {
+      let e = parse(json!({ "url": url })).unwrap_err();
+      assert_eq!(e.code, crate::error::ErrorCode::InvalidArgument, "{url}");
+      assert!(!e.message.contains("hunter2"), "{}", e.message);
+    }
+  }
+
+  #[test]
+  fn unknown_options_and_wrong_types_are_rejected() {
+    for bad in [
+      json!({ "hots": "x" }),
+      json!({ "port": "6379" }),
+      json!({ "port": 0 }),
+      json!({ "port": 70000 }),
+      json!({ "port": 1.5 }),
+      json!({ "db": -1 }),
+      json!({ "commandTimeoutMs": 0 }),
+      json!({ "commandTimeoutMs": -5 }),
+      json!({ "tls": "yes" }),
+      json!({ "tls": { "verify": true } }),
+      json!({ "reconnect": { "minDelayMs": 500, "maxDelayMs": 100 } }),
+      json!({ "reconnect": { "retries": 3 } }),
+      json!({ "keyPrefix": 5 }),
+      json!({ "clientName": "has space" }),
+      json!({ "host": "" }),
+    ] {
+      let e = parse(bad.clone()).unwrap_err();
+      assert_eq!(e.code, crate::error::ErrorCode::InvalidArgument, "{bad}");
+    }
+    assert!(parse_options(Some(&json!("redis://x")), &HashMap::new()).is_err());
+  }
+
+  #[test]
+  fn ping_interval_zero_turns_keepalive_off() {
+    assert_eq!(
+      parse(json!({ "pingIntervalMs": 0 })).unwrap().ping_interval,
+      None
+    );
+    assert_eq!(
+      parse(json!({ "pingIntervalMs": 250 }))
+        .unwrap()
+        .ping_interval,
+      Some(Duration::from_millis(250))
+    );
+  }
+
+  #[test]
+  fn reconnect_options_are_read() {
+    let c = parse(json!({ "reconnect": { "minDelayMs": 10, "maxDelayMs": 50, "maxAttempts": 3 } }))
+      .unwrap();
+    assert_eq!(c.reconnect.min_delay, Duration::from_millis(10));
+    assert_eq!(c.reconnect.max_delay, Duration::from_millis(50));
+    assert_eq!(c.reconnect.max_attempts, Some(3));
+  }
+
+  #[test]
+  fn no_options_read_redis_url_first() {
+    let c = parse_options(
+      None,
+      &env(&[("REDIS_URL", "redis://h:1234/5"), ("REDIS_HOST", "ignored")]),
+    )
+    .unwrap();
+    assert_eq!((c.host.as_str(), c.port, c.db), ("h", 1234, 5));
+  }
+
+  #[test]
+  fn no_options_read_the_redis_host_variables() {
+    let c = parse_options(
+      None,
+      &env(&[
+        ("REDIS_HOST", "cache"),
+        ("REDIS_PORT", "6390"),
+        ("REDIS_DB", "2"),
+        ("REDIS_USERNAME", "u"),
+        ("REDIS_PASSWORD", "p"),
+        ("REDIS_TLS", "true"),
+      ]),
+    )
+    .unwrap();
+    assert_eq!((c.host.as_str(), c.port, c.db), ("cache", 6390, 2));
+    assert_eq!(c.username.as_deref(), Some("u"));
+    assert_eq!(c.password.as_deref(), Some("p"));
+    assert!(c.tls.is_some());
+    let d = parse_options(None, &HashMap::new()).unwrap();
+    assert_eq!((d.host.as_str(), d.port), ("localhost", 6379));
+    assert!(parse_options(None, &env(&[("REDIS_PORT", "abc")])).is_err());
+  }
+
+  #[test]
+  fn debug_output_hides_the_password() {
+    let c = parse(json!({ "password": "hunter2" })).unwrap();
+    assert!(!format!("{c:?}").contains("hunter2"));
+  }
+}
