@@ -161,18 +161,32 @@ const KNOWN_OPTIONS: &[&str] = &[
 
 /// Parses the options object given to `RedisClient.connect()`. `None` (or `undefined`)
 /// reads the environment.
+///
+/// Where the options name no server (none of url, host, port, username, password, db,
+/// tls), the server comes from the environment, so `{ keyPrefix: 'app:' }` still honours
+/// REDIS_URL.
 pub fn parse_options(
   value: Option<&Value>,
   env: &HashMap<String, String>,
 ) -> RnResult<ClientConfig> {
   match value {
-    None | Some(Value::Null) => from_env(env),
-    Some(Value::Object(map)) => from_object(map),
+    None | Some(Value::Null) => from_object(&env_options(env)?),
+    Some(Value::Object(map)) => {
+      if LOCATION_OPTIONS.iter().any(|k| map.contains_key(*k)) {
+        from_object(map)
+      } else {
+        let mut merged = env_options(env)?;
+        merged.extend(map.clone());
+        from_object(&merged)
+      }
+    }
     Some(_) => Err(RnError::invalid("options must be an object")),
   }
 }
 
-fn from_env(env: &HashMap<String, String>) -> RnResult<ClientConfig> {
+const LOCATION_OPTIONS: &[&str] = &["url", "host", "port", "username", "password", "db", "tls"];
+
+fn env_options(env: &HashMap<String, String>) -> RnResult<Map<String, Value>> {
   let get = |k: &str| env.get(k).filter(|v| !v.is_empty()).cloned();
   let mut map = Map::new();
   if let Some(url) = get("REDIS_URL") {
@@ -207,7 +221,7 @@ fn from_env(env: &HashMap<String, String>) -> RnResult<ClientConfig> {
   if let Some(password) = get("REDIS_PASSWORD") {
     map.entry("password").or_insert(Value::String(password));
   }
-  from_object(&map)
+  Ok(map)
 }
 
 fn opt_string(map: &Map<String, Value>, name: &str) -> RnResult<Option<String>> {
@@ -697,6 +711,16 @@ mod tests {
     let d = parse_options(None, &HashMap::new()).unwrap();
     assert_eq!((d.host.as_str(), d.port), ("localhost", 6379));
     assert!(parse_options(None, &env(&[("REDIS_PORT", "abc")])).is_err());
+  }
+
+  #[test]
+  fn options_that_name_no_server_take_it_from_the_environment() {
+    let e = env(&[("REDIS_URL", "redis://envhost:7777/4")]);
+    let c = parse_options(Some(&json!({ "keyPrefix": "app:" })), &e).unwrap();
+    assert_eq!((c.host.as_str(), c.port, c.db), ("envhost", 7777, 4));
+    assert_eq!(c.key_prefix, "app:");
+    let c = parse_options(Some(&json!({ "port": 6390 })), &e).unwrap();
+    assert_eq!((c.host.as_str(), c.port, c.db), ("localhost", 6390, 0));
   }
 
   #[test]

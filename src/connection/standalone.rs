@@ -348,17 +348,21 @@ async fn open(shared: &Arc<Shared>) -> RnResult<MultiplexedConnection> {
     Ok::<_, redis::RedisError>(conn)
   };
   let what = format!("cannot connect to Redis at {}", cfg.address());
-  match tokio::time::timeout(cfg.connect_timeout, attempt).await {
-    Err(_) => Err(RnError::connection(format!(
+  let no_answer = || {
+    RnError::connection(format!(
       "{what}: no answer within {} ms (connectTimeoutMs)",
       cfg.connect_timeout.as_millis()
-    ))),
+    ))
+  };
+  match tokio::time::timeout(cfg.connect_timeout, attempt).await {
+    Err(_) => Err(no_answer()),
     Ok(Err(e)) => {
-      let mut err = scrub(RnError::from(e), cfg).context(&what);
+      let err = scrub(RnError::from(e), cfg);
       if err.code == ErrorCode::RedisTimeout {
-        err.code = ErrorCode::RedisConnection;
+        // redis-rs' own connect timer fired first: same meaning, one message.
+        return Err(no_answer());
       }
-      Err(err)
+      Err(err.context(&what))
     }
     Ok(Ok(conn)) => Ok(conn),
   }

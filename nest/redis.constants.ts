@@ -1,0 +1,2 @@
+/** Injection token of the options given to `RedisModule.forRoot()` / `forRootAsync()`. */
+export { MODULE_OPTIONS_TOKEN as REDIS_MODULE_OPTIONS } from './redis.module-definition';
