@@ -2,27 +2,45 @@ import type { Provider } from '@nestjs/common';
 import { RedisClient, RedisService } from 'nestjs-redis-native';
 import { MODULE_OPTIONS_TOKEN, type RedisModuleOptions } from './redis.module-definition';
 
+/** A service class: built on the shared client, with its own options when it has any. */
+type ServiceClass = new (client: RedisClient, options?: any) => object;
+
+interface ServiceEntry {
+  service: ServiceClass;
+  /** Key of `RedisModuleOptions` holding this service's options (e.g. `sessions`). */
+  optionsKey?: keyof RedisModuleOptions;
+}
+
+/**
+ * Every service the module provides. A new service is one more line here: its class
+ * (constructor `(client, options?)`) and, if it takes options, their key in `forRoot()`.
+ */
+export const SERVICES: ServiceEntry[] = [{ service: RedisService }];
+
+const SERVICE_OPTION_KEYS = new Set<string>(SERVICES.flatMap((s) => (s.optionsKey ? [s.optionsKey] : [])));
+
+/** The connection part of the module options: everything but the per-service options. */
+function connectionOptions(options: RedisModuleOptions | undefined): RedisModuleOptions | undefined {
+  if (!options) return undefined;
+  return Object.fromEntries(Object.entries(options).filter(([key]) => !SERVICE_OPTION_KEYS.has(key)));
+}
+
 /** Opens the connection during module init; a failure stops the app with the reason. */
 const clientProvider: Provider = {
   provide: RedisClient,
   inject: [MODULE_OPTIONS_TOKEN],
-  useFactory: (options: RedisModuleOptions) => RedisClient.connect(options),
+  useFactory: (options: RedisModuleOptions | undefined) => RedisClient.connect(connectionOptions(options)),
 };
 
-/** A service class whose constructor takes the client (and optionally its options). */
-type ServiceClass = new (client: RedisClient) => object;
-
-/** One provider per service, each built on the one shared client. */
-function serviceProvider(service: ServiceClass): Provider {
+function serviceProvider({ service, optionsKey }: ServiceEntry): Provider {
   return {
     provide: service,
-    inject: [RedisClient],
-    useFactory: (client: RedisClient) => new service(client),
+    inject: [RedisClient, MODULE_OPTIONS_TOKEN],
+    useFactory: (client: RedisClient, options: RedisModuleOptions | undefined) =>
+      optionsKey && options?.[optionsKey] !== undefined ? new service(client, options[optionsKey]) : new service(client),
   };
 }
 
-export const SERVICES: ServiceClass[] = [RedisService];
-
 export const REDIS_PROVIDERS: Provider[] = [clientProvider, ...SERVICES.map(serviceProvider)];
 
-export const REDIS_EXPORTS = [RedisClient, ...SERVICES];
+export const REDIS_EXPORTS = [RedisClient, ...SERVICES.map((s) => s.service)];

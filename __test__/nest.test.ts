@@ -1,0 +1,167 @@
+import 'reflect-metadata';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { Injectable, Module } from '@nestjs/common';
+import { ConfigModule, ConfigService } from '@nestjs/config';
+import { Test } from '@nestjs/testing';
+import { RedisClient, RedisService } from 'nestjs-redis-native';
+import { REDIS_MODULE_OPTIONS, RedisModule } from 'nestjs-redis-native/nest';
+import { freePort, stopSharedRedis, testRedisUrl, uniquePrefix } from './support/redis-server';
+
+let url: string;
+let observer: RedisClient;
+let observe: RedisService;
+
+before(async () => {
+  url = await testRedisUrl();
+  observer = await RedisClient.connect({ url });
+  observe = new RedisService(observer);
+});
+
+after(async () => {
+  await observer.close();
+  await stopSharedRedis();
+});
+
+/** Names of the connections the server currently has open. */
+async function clientNames(): Promise<string[]> {
+  const list = (await observe.command('CLIENT', ['LIST'])) as string;
+  return [...list.matchAll(/ name=(\S*)/g)].map((m) => m[1]);
+}
+
+@Injectable()
+class GreetingStore {
+  constructor(readonly redis: RedisService) {}
+
+  async greet(name: string): Promise<string> {
+    await this.redis.set(`greeting:${name}`, `hello ${name}`, 60);
+    return (await this.redis.get(`greeting:${name}`)) ?? '';
+  }
+}
+
+@Module({ providers: [GreetingStore], exports: [GreetingStore] })
+class FeatureModule {}
+
+describe('RedisModule', () => {
+  it('forRoot provides RedisService by class, injectable into the app\'s own providers', async () => {
+    const keyPrefix = uniquePrefix();
+    const moduleRef = await Test.createTestingModule({
+      imports: [RedisModule.forRoot({ url, keyPrefix })],
+      providers: [GreetingStore],
+    }).compile();
+    await moduleRef.init();
+
+    const store = moduleRef.get(GreetingStore);
+    assert.equal(await store.greet('ada'), 'hello ada');
+    assert.equal(await observe.get(`${keyPrefix}greeting:ada`), 'hello ada');
+    assert.ok(moduleRef.get(RedisService) === store.redis);
+    await observe.del(`${keyPrefix}greeting:ada`);
+    await moduleRef.close();
+  });
+
+  it('forRootAsync takes its options from ConfigService', async () => {
+    const keyPrefix = uniquePrefix();
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        ConfigModule.forRoot({ ignoreEnvFile: true, load: [() => ({ redis: { url, keyPrefix } })] }),
+        RedisModule.forRootAsync({
+          imports: [ConfigModule],
+          inject: [ConfigService],
+          useFactory: (config: ConfigService) => ({
+            url: config.getOrThrow<string>('redis.url'),
+            keyPrefix: config.getOrThrow<string>('redis.keyPrefix'),
+          }),
+        }),
+      ],
+    }).compile();
+    await moduleRef.init();
+
+    const redis = moduleRef.get(RedisService);
+    await redis.set('from-config', 'yes');
+    assert.equal(await observe.get(`${keyPrefix}from-config`), 'yes');
+    assert.equal(moduleRef.get(REDIS_MODULE_OPTIONS).keyPrefix, keyPrefix);
+    await redis.del('from-config');
+    await moduleRef.close();
+  });
+
+  it('forRootAsync accepts a plain async factory', async () => {
+    const moduleRef = await Test.createTestingModule({
+      imports: [RedisModule.forRootAsync({ useFactory: async () => ({ url }) })],
+    }).compile();
+    await moduleRef.init();
+    assert.equal(typeof (await moduleRef.get(RedisService).ping()), 'number');
+    await moduleRef.close();
+  });
+
+  it('isGlobal makes the services injectable in modules that do not import RedisModule', async () => {
+    const moduleRef = await Test.createTestingModule({
+      imports: [RedisModule.forRoot({ url, keyPrefix: uniquePrefix(), isGlobal: true }), FeatureModule],
+    }).compile();
+    await moduleRef.init();
+    assert.equal(await moduleRef.get(GreetingStore).greet('grace'), 'hello grace');
+    await moduleRef.get(RedisService).del('greeting:grace');
+    await moduleRef.close();
+  });
+
+  it('without isGlobal, a module that does not import RedisModule cannot inject RedisService', async () => {
+    await assert.rejects(
+      Test.createTestingModule({ imports: [RedisModule.forRoot({ url }), FeatureModule] }).compile(),
+      /RedisService/,
+    );
+  });
+
+  it('RedisClient and every service share one connection', async () => {
+    const clientName = `nest-shared-${randomUUID()}`;
+    const moduleRef = await Test.createTestingModule({
+      imports: [RedisModule.forRoot({ url, clientName })],
+    }).compile();
+    await moduleRef.init();
+    const client = moduleRef.get(RedisClient);
+    assert.ok(client instanceof RedisClient);
+    assert.equal(typeof (await moduleRef.get(RedisService).ping()), 'number');
+    assert.equal((await clientNames()).filter((n) => n === clientName).length, 1);
+    await moduleRef.close();
+  });
+
+  it('application shutdown closes the connection', async () => {
+    const clientName = `nest-shutdown-${randomUUID()}`;
+    const moduleRef = await Test.createTestingModule({
+      imports: [RedisModule.forRoot({ url, clientName })],
+    }).compile();
+    await moduleRef.init();
+    const redis = moduleRef.get(RedisService);
+    assert.ok((await clientNames()).includes(clientName));
+
+    await moduleRef.close();
+
+    assert.equal(moduleRef.get(RedisClient).isClosed, true);
+    await assert.rejects(redis.get('k'), { code: 'ERR_CLIENT_CLOSED' });
+    assert.ok(!(await clientNames()).includes(clientName));
+  });
+
+  it('an unreachable Redis stops startup with ERR_REDIS_CONNECTION naming host and port', async () => {
+    const port = await freePort();
+    await assert.rejects(
+      Test.createTestingModule({
+        imports: [RedisModule.forRoot({ host: '127.0.0.1', port, connectTimeoutMs: 500 })],
+      }).compile(),
+      (e: any) => {
+        assert.equal(e.code, 'ERR_REDIS_CONNECTION');
+        assert.ok(e.message.includes(`127.0.0.1:${port}`), e.message);
+        return true;
+      },
+    );
+  });
+
+  it('a wrong option stops startup with ERR_INVALID_ARGUMENT', async () => {
+    await assert.rejects(
+      Test.createTestingModule({ imports: [RedisModule.forRoot({ url, commandTimeoutMs: -5 })] }).compile(),
+      { code: 'ERR_INVALID_ARGUMENT' },
+    );
+    await assert.rejects(
+      Test.createTestingModule({ imports: [RedisModule.forRoot({ url, kyePrefix: 'typo:' } as any)] }).compile(),
+      (e: any) => e.code === 'ERR_INVALID_ARGUMENT' && /kyePrefix/.test(e.message),
+    );
+  });
+});
