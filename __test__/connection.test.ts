@@ -99,12 +99,21 @@ describe('connect', () => {
     await client.close();
   });
 
+  it('options set to undefined count as not given', async () => {
+    const client = await RedisClient.connect({ url, password: undefined, keyPrefix: undefined, tls: undefined });
+    assert.equal(client.keyPrefix, '');
+    await client.close();
+  });
+
   it('rejects invalid options with ERR_INVALID_ARGUMENT', async () => {
     await assert.rejects(RedisClient.connect({ url: 'http://localhost' }), { code: 'ERR_INVALID_ARGUMENT' });
     await assert.rejects(RedisClient.connect({ bogus: true } as any), { code: 'ERR_INVALID_ARGUMENT' });
     await assert.rejects(RedisClient.connect({ port: 70000 }), { code: 'ERR_INVALID_ARGUMENT' });
     await assert.rejects(RedisClient.connect({ commandTimeoutMs: -1 }), { code: 'ERR_INVALID_ARGUMENT' });
     await assert.rejects(RedisClient.connect('redis://x' as any), { code: 'ERR_INVALID_ARGUMENT' });
+    await assert.rejects(RedisClient.connect({ url, commandTimeoutMs: NaN }), { code: 'ERR_INVALID_ARGUMENT' });
+    await assert.rejects(RedisClient.connect({ url, clientName: (() => 'x') as any }), { code: 'ERR_INVALID_ARGUMENT' });
+    await assert.rejects(RedisClient.connect({ url, port: 10n as any }), { code: 'ERR_INVALID_ARGUMENT' });
   });
 
   it('an unreachable server is ERR_REDIS_CONNECTION naming host and port, quickly', async () => {

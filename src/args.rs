@@ -192,6 +192,82 @@ pub fn command_arg(v: &Unknown, what: &str) -> RnResult<Vec<u8>> {
   }
 }
 
+/// An options object as JSON, for `parse_options`: `undefined` properties are left out,
+/// Buffers (and Uint8Arrays) become `{ "type": "Buffer", "data": [...] }` as `toJSON`
+/// writes them, and anything JSON cannot hold exactly (NaN, Infinity, functions, symbols,
+/// bigints, cycles) is `ERR_INVALID_ARGUMENT` naming the option.
+pub fn json_value(v: &Unknown, what: &str) -> RnResult<serde_json::Value> {
+  json_value_at(v, what, 0)
+}
+
+fn json_value_at(v: &Unknown, what: &str, depth: usize) -> RnResult<serde_json::Value> {
+  use serde_json::Value;
+  if depth > 16 {
+    return Err(RnError::invalid(format!("{what} is nested too deeply")));
+  }
+  match type_of(v) {
+    ValueType::Undefined | ValueType::Null => Ok(Value::Null),
+    ValueType::Boolean => unsafe { v.cast::<bool>() }
+      .map(Value::Bool)
+      .map_err(|e| RnError::invalid(format!("{what}: {}", e.reason))),
+    ValueType::Number => {
+      let n = number(v, what)?;
+      serde_json::Number::from_f64(n)
+        .map(Value::Number)
+        .ok_or_else(|| RnError::invalid(format!("{what} must be a finite number")))
+    }
+    ValueType::String => string(v, what).map(Value::String),
+    ValueType::Object => {
+      let raw_env = v_env(v);
+      let mut flag = false;
+      unsafe { sys::napi_is_buffer(raw_env, v_raw(v), &mut flag) };
+      if flag {
+        let data = bytes(v, what)?;
+        return Ok(serde_json::json!({ "type": "Buffer", "data": data }));
+      }
+      unsafe { sys::napi_is_array(raw_env, v_raw(v), &mut flag) };
+      if flag {
+        return array(v, what)?
+          .iter()
+          .enumerate()
+          .map(|(i, item)| json_value_at(item, &format!("{what}[{i}]"), depth + 1))
+          .collect::<RnResult<Vec<_>>>()
+          .map(Value::Array);
+      }
+      let mut names = std::ptr::null_mut();
+      if unsafe { sys::napi_get_property_names(raw_env, v_raw(v), &mut names) }
+        != sys::Status::napi_ok
+      {
+        return Err(RnError::invalid(format!("{what} could not be read")));
+      }
+      let names = unsafe { Unknown::from_raw_unchecked(raw_env, names) };
+      let mut map = serde_json::Map::new();
+      for name in array(&names, what)? {
+        let name = string(&name, what)?;
+        let cname = std::ffi::CString::new(name.as_str())
+          .map_err(|_| RnError::invalid(format!("{what} has an invalid property name")))?;
+        let mut item = std::ptr::null_mut();
+        if unsafe { sys::napi_get_named_property(raw_env, v_raw(v), cname.as_ptr(), &mut item) }
+          != sys::Status::napi_ok
+        {
+          return Err(RnError::invalid(format!("{what}.{name} could not be read")));
+        }
+        let item = unsafe { Unknown::from_raw_unchecked(raw_env, item) };
+        if type_of(&item) == ValueType::Undefined {
+          continue;
+        }
+        let value = json_value_at(&item, &format!("{what}.{name}"), depth + 1)?;
+        map.insert(name, value);
+      }
+      Ok(Value::Object(map))
+    }
+    _ => Err(RnError::invalid(format!(
+      "{what} must not be {}",
+      type_name(v)
+    ))),
+  }
+}
+
 /// A number as JavaScript's `String(n)` writes it for the values Redis takes.
 pub fn format_number(n: f64) -> String {
   if n.fract() == 0.0 && n.abs() < 1e21 {

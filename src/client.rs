@@ -7,6 +7,7 @@ use napi::bindgen_prelude::{ClassInstance, PromiseRaw, Unknown};
 use napi::Env;
 use napi_derive::napi;
 
+use crate::args;
 use crate::completion::{complete, reject};
 use crate::connection::Connection;
 use crate::error::RnError;
@@ -29,9 +30,13 @@ impl RedisClient {
   )]
   pub fn connect<'env>(
     env: &'env Env,
-    options: Option<serde_json::Value>,
+    options: Option<Unknown>,
   ) -> napi::Result<PromiseRaw<'env, RedisClient>> {
     let environment: HashMap<String, String> = std::env::vars().collect();
+    let options = match options.map(|o| args::json_value(&o, "options")).transpose() {
+      Ok(o) => o,
+      Err(e) => return reject(env, e),
+    };
     let config = match parse_options(options.as_ref(), &environment) {
       Ok(c) => c,
       Err(e) => return reject(env, e),

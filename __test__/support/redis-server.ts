@@ -55,9 +55,35 @@ async function waitFor(check: () => Promise<boolean>, what: string, ms = 10_000)
   throw new Error(`timed out waiting for ${what}`);
 }
 
-/** Starts a private redis-server. `args` are extra redis-server arguments. */
-export async function startRedis(options: { args?: string[]; port?: number } = {}): Promise<PrivateRedis> {
+/** PEM files of a TLS-only server: its certificate and key, and the CA that checks client certificates. */
+export interface ServerTls {
+  certFile: string;
+  keyFile: string;
+  caFile: string;
+  /** Require a client certificate signed by `caFile` (mutual TLS). Default false. */
+  requireClientCert?: boolean;
+}
+
+/**
+ * Starts a private redis-server. `args` are extra redis-server arguments. With `tls`, the
+ * server speaks only TLS on `port` (and its `url` is `rediss://localhost:<port>`).
+ */
+export async function startRedis(
+  options: { args?: string[]; port?: number; tls?: ServerTls } = {},
+): Promise<PrivateRedis> {
+  const tls = options.tls;
+  const tlsArgs = tls
+    ? [
+        '--port', '0',
+        '--tls-port', '', // filled below, once the port is known
+        '--tls-cert-file', tls.certFile,
+        '--tls-key-file', tls.keyFile,
+        '--tls-ca-cert-file', tls.caFile,
+        '--tls-auth-clients', tls.requireClientCert ? 'yes' : 'no',
+      ]
+    : [];
   const port = options.port ?? (await freePort());
+  if (tls) tlsArgs[3] = String(port);
   const dir = mkdtempSync(join(tmpdir(), 'rn-redis-'));
   let child: ChildProcess | undefined;
 
@@ -71,6 +97,7 @@ export async function startRedis(options: { args?: string[]; port?: number } = {
         '--appendonly', 'no',
         '--dir', dir,
         '--protected-mode', 'no',
+        ...tlsArgs,
         ...(options.args ?? []),
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
@@ -111,7 +138,7 @@ export async function startRedis(options: { args?: string[]; port?: number } = {
   await launch();
   const server: PrivateRedis = {
     port,
-    url: `redis://127.0.0.1:${port}`,
+    url: tls ? `rediss://localhost:${port}` : `redis://127.0.0.1:${port}`,
     async stop() {
       if (!child) return;
       const c = child;

@@ -329,9 +329,16 @@ fn build_client(config: &ClientConfig) -> RnResult<redis::Client> {
 async fn open(shared: &Arc<Shared>) -> RnResult<MultiplexedConnection> {
   let cfg = &shared.config;
   shared.generation.fetch_add(1, Ordering::SeqCst);
-  let acfg = AsyncConnectionConfig::new()
+  let mut acfg = AsyncConnectionConfig::new()
     .set_connection_timeout(Some(cfg.connect_timeout))
     .set_response_timeout(None);
+  if let Some(servername) = cfg.tls.as_ref().and_then(|t| t.servername.as_ref()) {
+    if *servername != cfg.host {
+      acfg = acfg.set_dns_resolver(ResolveTo {
+        host: cfg.host.clone(),
+      });
+    }
+  }
   let attempt = async {
     let mut conn = shared
       .client
@@ -365,6 +372,26 @@ async fn open(shared: &Arc<Shared>) -> RnResult<MultiplexedConnection> {
       Err(err.context(&what))
     }
     Ok(Ok(conn)) => Ok(conn),
+  }
+}
+
+/// With `tls.servername`, redis-rs is given the server name as the host (it verifies the
+/// certificate against it and sends it as SNI); this resolver then sends the TCP
+/// connection to the configured `host` instead.
+struct ResolveTo {
+  host: String,
+}
+
+impl redis::io::AsyncDNSResolver for ResolveTo {
+  fn resolve<'a, 'b: 'a>(
+    &'a self,
+    _name: &'b str,
+    port: u16,
+  ) -> redis::RedisFuture<'a, Box<dyn Iterator<Item = std::net::SocketAddr> + Send + 'a>> {
+    Box::pin(async move {
+      let addrs = tokio::net::lookup_host((self.host.as_str(), port)).await?;
+      Ok(Box::new(addrs) as Box<dyn Iterator<Item = std::net::SocketAddr> + Send>)
+    })
   }
 }
 
