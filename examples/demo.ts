@@ -1,0 +1,91 @@
+// `npm run demo`: a small Nest application that uses nestjs-redis-native the way the
+// README shows. It runs against REDIS_URL when given, otherwise against a private
+// redis-server it starts on a free loopback port and stops at the end.
+import 'reflect-metadata';
+import { Injectable, Module } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { RedisClient, RedisService } from 'nestjs-redis-native';
+import { RedisModule } from 'nestjs-redis-native/nest';
+import { startRedis, type PrivateRedis } from '../__test__/support/redis-server';
+
+const say = (what: string, value?: unknown) =>
+  console.log(value === undefined ? what : `${what.padEnd(66)} → ${JSON.stringify(value)}`);
+
+/** An ordinary app service: it only asks for RedisService. */
+@Injectable()
+class ProductCatalog {
+  constructor(private readonly redis: RedisService) {}
+
+  async run(): Promise<void> {
+    await this.redis.set('greeting', 'hello from Rust', 0.5);
+    say("set('greeting', 'hello from Rust', 0.5)   // TTL in seconds");
+    say("get('greeting')", await this.redis.get('greeting'));
+    say("ttl('greeting')   // seconds left, with fractions", await this.redis.ttl('greeting'));
+    await new Promise((r) => setTimeout(r, 600));
+    say("get('greeting') after 0.6 s   // expired", await this.redis.get('greeting'));
+
+    say("incr('views:42', 1, 60)   // TTL set once, when created", await this.redis.incr('views:42', 1, 60));
+    say("incr('views:42', 5, 60)", await this.redis.incr('views:42', 5, 60));
+    say("setNx('lock:import', 'worker-1', 10)", await this.redis.setNx('lock:import', 'worker-1', 10));
+    say("setNx('lock:import', 'worker-2', 10)   // already held", await this.redis.setNx('lock:import', 'worker-2', 10));
+
+    await this.redis.setJson('product:1', { id: 1, name: 'Keyboard', price: 49.9 }, 300);
+    await this.redis.setJson('product:2', { id: 2, name: 'Mouse', price: 19.5 }, 300);
+    say("getJson('product:1')", await this.redis.getJson('product:1'));
+    say("mget(['product:1', 'product:9'])   // raw strings, null when absent", await this.redis.mget(['product:1', 'product:9']));
+    say("keys('product:*')   // SCAN, keyPrefix applied and stripped", (await this.redis.keys('product:*')).sort());
+    say("pipeline([['INCR', 'hits'], ['GET', 'hits']])   // one round trip", await this.redis.pipeline([['INCR', 'hits'], ['GET', 'hits']]));
+    say("deletePattern('product:*')", await this.redis.deletePattern('product:*'));
+
+    try {
+      await this.redis.set('greeting', 'x', -1);
+    } catch (e: any) {
+      say("set('greeting', 'x', -1)   // rejected before anything is sent", `${e.code}: ${e.message}`);
+    }
+    try {
+      await this.redis.command('LPUSH', ['views:42', 'x']);
+    } catch (e: any) {
+      say("command('LPUSH', ['views:42', 'x'])   // wrong type on the server", e.code);
+    }
+    say('ping()   // round trip, ms', Math.round((await this.redis.ping()) * 1000) / 1000);
+    await this.redis.del(['views:42', 'lock:import', 'hits']);
+  }
+}
+
+async function main(): Promise<void> {
+  let server: PrivateRedis | undefined;
+  let url = process.env.REDIS_URL;
+  if (!url) {
+    server = await startRedis();
+    url = server.url;
+    say(`started a private redis-server on ${url}`);
+  } else {
+    say(`using REDIS_URL`);
+  }
+
+  @Module({
+    imports: [RedisModule.forRoot({ url, keyPrefix: 'demo:', clientName: 'nestjs-redis-native-demo' })],
+    providers: [ProductCatalog],
+  })
+  class AppModule {}
+
+  try {
+    const app = await NestFactory.createApplicationContext(AppModule, { logger: ['error', 'warn'] });
+    say('Nest application started; RedisModule connected during init');
+    await app.get(ProductCatalog).run();
+
+    const client = app.get(RedisClient);
+    await app.close();
+    say('app.close()   // RedisModule closed the connection; isClosed', client.isClosed);
+  } finally {
+    if (server) {
+      await server.stop();
+      say('stopped the private redis-server');
+    }
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
