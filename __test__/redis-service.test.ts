@@ -1,28 +1,20 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { RedisClient, RedisService } from 'nestjs-redis-native';
-import { sleep, stopSharedRedis, testRedisUrl, uniquePrefix } from './support/redis-server';
+import { RedisService } from 'nestjs-redis-native';
+import { prefixedClients, sleep, stopSharedRedis } from './support/redis-server';
 
-let client: RedisClient;
 let redis: RedisService;
 // A client without prefix, to look at what is really stored.
-let rawClient: RedisClient;
 let raw: RedisService;
 let prefix: string;
+let closeClients: () => Promise<void>;
 
 before(async () => {
-  const url = await testRedisUrl();
-  prefix = uniquePrefix();
-  client = await RedisClient.connect({ url, keyPrefix: prefix });
-  redis = new RedisService(client);
-  rawClient = await RedisClient.connect({ url });
-  raw = new RedisService(rawClient);
+  ({ redis, raw, prefix, close: closeClients } = await prefixedClients());
 });
 
 after(async () => {
-  await raw.deletePattern(`${prefix}*`);
-  await client.close();
-  await rawClient.close();
+  await closeClients();
   await stopSharedRedis();
 });
 

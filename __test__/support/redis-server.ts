@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { RedisClient, RedisService } from 'nestjs-redis-native';
 
 /** A redis-server owned by a test: started on a free loopback port, stopped by the test. */
 export interface PrivateRedis {
@@ -195,3 +196,32 @@ export function uniquePrefix(): string {
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * Two clients on the test Redis: `redis` with a fresh `prefix`, and `raw` without one, to
+ * look at what is really stored. `close()` deletes the prefixed keys and closes both.
+ */
+export async function prefixedClients(): Promise<{
+  prefix: string;
+  client: RedisClient;
+  redis: RedisService;
+  raw: RedisService;
+  close(): Promise<void>;
+}> {
+  const url = await testRedisUrl();
+  const prefix = uniquePrefix();
+  const client = await RedisClient.connect({ url, keyPrefix: prefix });
+  const rawClient = await RedisClient.connect({ url });
+  const raw = new RedisService(rawClient);
+  return {
+    prefix,
+    client,
+    redis: new RedisService(client),
+    raw,
+    async close() {
+      await raw.deletePattern(`${prefix}*`);
+      await client.close();
+      await rawClient.close();
+    },
+  };
+}

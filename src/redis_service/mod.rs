@@ -37,6 +37,25 @@ fn px(ttl: Duration) -> u64 {
   ttl.as_millis() as u64
 }
 
+/// `SET key value [NX] [PX ttl]` with the client's prefix applied to `key`.
+fn set_cmd(
+  conn: &Connection,
+  key: &str,
+  value: impl redis::ToRedisArgs,
+  only_if_absent: bool,
+  ttl: Option<Duration>,
+) -> Cmd {
+  let mut cmd = redis::cmd("SET");
+  cmd.arg(conn.key(key)).arg(value);
+  if only_if_absent {
+    cmd.arg("NX");
+  }
+  if let Some(ttl) = ttl {
+    cmd.arg("PX").arg(px(ttl));
+  }
+  cmd
+}
+
 fn text_or_null(v: Value, key: &str) -> RnResult<Option<String>> {
   match v {
     Value::Nil => Ok(None),
@@ -221,12 +240,10 @@ impl RedisService {
       ))
     })();
     complete_with(env, parsed, move |(key, value, ttl)| async move {
-      let mut cmd = redis::cmd("SET");
-      cmd.arg(conn.key(&key)).arg(value);
-      if let Some(ttl) = ttl {
-        cmd.arg("PX").arg(px(ttl));
-      }
-      conn.exec(&cmd).await.map(|_| ())
+      conn
+        .exec(&set_cmd(&conn, &key, value, false, ttl))
+        .await
+        .map(|_| ())
     })
   }
 
@@ -384,12 +401,7 @@ impl RedisService {
       ))
     })();
     complete_with(env, parsed, move |(key, value, ttl)| async move {
-      let mut cmd = redis::cmd("SET");
-      cmd.arg(conn.key(&key)).arg(value).arg("NX");
-      if let Some(ttl) = ttl {
-        cmd.arg("PX").arg(px(ttl));
-      }
-      Ok(conn.exec(&cmd).await? != Value::Nil)
+      Ok(conn.exec(&set_cmd(&conn, &key, value, true, ttl)).await? != Value::Nil)
     })
   }
 
@@ -529,12 +541,10 @@ impl RedisService {
       Ok((key, json::stringify(env, &value)?, ttl))
     })();
     complete_with(env, parsed, move |(key, text, ttl)| async move {
-      let mut cmd = redis::cmd("SET");
-      cmd.arg(conn.key(&key)).arg(text);
-      if let Some(ttl) = ttl {
-        cmd.arg("PX").arg(px(ttl));
-      }
-      conn.exec(&cmd).await.map(|_| ())
+      conn
+        .exec(&set_cmd(&conn, &key, text, false, ttl))
+        .await
+        .map(|_| ())
     })
   }
 
@@ -581,12 +591,10 @@ impl RedisService {
       ))
     })();
     complete_with(env, parsed, move |(key, bytes, ttl)| async move {
-      let mut cmd = redis::cmd("SET");
-      cmd.arg(conn.key(&key)).arg(bytes);
-      if let Some(ttl) = ttl {
-        cmd.arg("PX").arg(px(ttl));
-      }
-      conn.exec(&cmd).await.map(|_| ())
+      conn
+        .exec(&set_cmd(&conn, &key, bytes, false, ttl))
+        .await
+        .map(|_| ())
     })
   }
 
