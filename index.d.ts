@@ -94,7 +94,10 @@ export declare class RedisService {
   ping(): Promise<number>
 }
 
-/** Reconnect backoff: delay = random between minDelayMs and min(maxDelayMs, minDelayMs * 2^attempt). */
+/**
+ * Reconnect backoff: before attempt n, wait a random time between half and all of
+ * min(maxDelayMs, minDelayMs * 2^(n-1)) (exponential backoff with jitter).
+ */
 export interface ReconnectOptions {
   /** First delay, ms. Default 100. */
   minDelayMs?: number

@@ -37,7 +37,8 @@ pub struct TlsOptions {
   pub reject_unauthorized: Option<bool>,
 }
 
-/// Reconnect backoff: delay = random between minDelayMs and min(maxDelayMs, minDelayMs * 2^attempt).
+/// Reconnect backoff: before attempt n, wait a random time between half and all of
+/// min(maxDelayMs, minDelayMs * 2^(n-1)) (exponential backoff with jitter).
 // Declared for the generated typings; the values are read from JSON by `parse_options`.
 #[allow(dead_code)]
 #[napi(object)]
