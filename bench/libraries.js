@@ -1,0 +1,107 @@
+'use strict'
+// The clients compared, each behind the same small adapter:
+//   connect(url) -> { get(k), set(k, v), mget(keys), pipeline(cmds), raw, close() }
+// `raw` is the library's own client, for scenarios that need more than these calls.
+
+const { URL } = require('node:url')
+
+function hostPort(url) {
+  const u = new URL(url)
+  return { host: u.hostname, port: Number(u.port || 6379) }
+}
+
+/** @type {Record<string, { connect(url: string): Promise<any> }>} */
+const libraries = {
+  'nestjs-redis-native': {
+    async connect(url) {
+      const { RedisClient, RedisService } = require('..')
+      const client = await RedisClient.connect({ url })
+      const redis = new RedisService(client)
+      return {
+        raw: redis,
+        client,
+        get: (k) => redis.get(k),
+        set: (k, v) => redis.set(k, v),
+        mget: (keys) => redis.mget(keys),
+        pipeline: (cmds) => redis.pipeline(cmds),
+        close: () => client.close(),
+      }
+    },
+  },
+
+  'ioredis (auto-pipelining)': ioredis(true),
+  ioredis: ioredis(false),
+
+  'node-redis': {
+    async connect(url) {
+      const { createClient } = require('redis')
+      const c = await createClient({ url }).connect()
+      return {
+        raw: c,
+        get: (k) => c.get(k),
+        set: (k, v) => c.set(k, v),
+        mget: (keys) => c.mGet(keys),
+        pipeline: (cmds) => {
+          const m = c.multi()
+          for (const [name, ...args] of cmds) m.addCommand([name, ...args.map(String)])
+          return m.execAsPipeline()
+        },
+        close: () => c.quit(),
+      }
+    },
+  },
+
+  'valkey-glide': {
+    async connect(url) {
+      const { GlideClient, Batch } = require('@valkey/valkey-glide')
+      const c = await GlideClient.createClient({ addresses: [hostPort(url)], requestTimeout: 5000 })
+      return {
+        raw: c,
+        get: (k) => c.get(k),
+        set: (k, v) => c.set(k, v),
+        mget: (keys) => c.mget(keys),
+        pipeline: (cmds) => {
+          const b = new Batch(false)
+          for (const cmd of cmds) b.customCommand(cmd.map(String))
+          return c.exec(b, false)
+        },
+        close: () => c.close(),
+      }
+    },
+  },
+}
+
+function ioredis(autoPipelining) {
+  return {
+    async connect(url) {
+      const Redis = require('ioredis')
+      const c = new Redis(url, { enableAutoPipelining: autoPipelining, lazyConnect: true })
+      await c.connect()
+      return {
+        raw: c,
+        get: (k) => c.get(k),
+        set: (k, v) => c.set(k, v),
+        mget: (keys) => c.mget(keys),
+        pipeline: (cmds) => c.pipeline(cmds.map(([name, ...args]) => [name.toLowerCase(), ...args])).exec(),
+        close: () => c.quit(),
+      }
+    },
+  }
+}
+
+/** Libraries that load on this machine (an optional peer that fails to load is skipped). */
+function available() {
+  const out = {}
+  for (const [name, lib] of Object.entries(libraries)) {
+    const mod = { 'ioredis (auto-pipelining)': 'ioredis', ioredis: 'ioredis', 'node-redis': 'redis', 'valkey-glide': '@valkey/valkey-glide', 'nestjs-redis-native': '..' }[name]
+    try {
+      require(mod)
+      out[name] = lib
+    } catch (e) {
+      process.stderr.write(`bench: skipping ${name}: ${e.message.split('\n')[0]}\n`)
+    }
+  }
+  return out
+}
+
+module.exports = { libraries: available(), hostPort }
