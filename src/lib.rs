@@ -15,3 +15,23 @@ mod script;
 
 pub use client::RedisClient;
 pub use redis_service::RedisService;
+
+/// One tokio worker thread: the connection's driver task and the commands' futures then
+/// share a thread and wake each other without cross-thread hand-offs (measured in bench/:
+/// the multi-worker default spent more CPU per command for no extra throughput).
+#[napi_derive::module_init]
+fn init() {
+  if let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
+    .worker_threads(1)
+    .thread_name("nestjs-redis-native")
+    .enable_all()
+    .build()
+  {
+    napi::bindgen_prelude::create_custom_tokio_runtime(rt);
+  }
+}
+
+/// mimalloc: buffers are allocated on one thread and freed on another at every command
+/// (JS thread ↔ tokio); glibc's malloc spent ~15% of the CPU on that in the profile.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

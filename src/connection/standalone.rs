@@ -14,7 +14,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{
   AsyncConnectionConfig, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline, Value,
 };
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::error::{is_fatal_for_connection, ErrorCode, RnError, RnResult};
 use crate::options::{ClientConfig, ReconnectConfig};
@@ -46,6 +46,14 @@ struct Shared {
 
 pub struct Standalone {
   shared: Arc<Shared>,
+  /// Commands for the writer task, which sends whatever has queued up as one pipeline.
+  outbox: mpsc::UnboundedSender<Job>,
+}
+
+/// One command waiting for the writer.
+struct Job {
+  cmd: Cmd,
+  reply: oneshot::Sender<RnResult<Value>>,
 }
 
 impl Standalone {
@@ -67,17 +75,26 @@ impl Standalone {
     if let Some(interval) = shared.config.ping_interval {
       tokio::spawn(keep_alive(Arc::downgrade(&shared), interval));
     }
-    Ok(Standalone { shared })
+    let (outbox, jobs) = mpsc::unbounded_channel();
+    tokio::spawn(writer(Arc::downgrade(&shared), jobs));
+    Ok(Standalone { shared, outbox })
   }
 
+  /// Sends one command. Commands issued together (in one JS tick, say) are written
+  /// together, as one pipeline: one hand-off to the connection and one timer per batch
+  /// instead of per command. Each still gets its own reply or error.
   pub async fn exec(&self, cmd: &Cmd) -> RnResult<Value> {
-    let (mut conn, generation) = self.shared.current()?;
-    let timeout = self.shared.config.command_timeout;
-    match tokio::time::timeout(timeout, conn.send_packed_command(cmd)).await {
-      Err(_) => Err(self.shared.timeout_error(timeout)),
-      Ok(Ok(v)) => Ok(v),
-      Ok(Err(e)) => Err(self.shared.failed(generation, e)),
-    }
+    // Fail fast (closed, or reconnecting) before queueing anything.
+    self.shared.current()?;
+    let (reply, answer) = oneshot::channel();
+    self
+      .outbox
+      .send(Job {
+        cmd: cmd.clone(),
+        reply,
+      })
+      .map_err(|_| RnError::closed())?;
+    answer.await.unwrap_or_else(|_| Err(RnError::closed()))
   }
 
   pub async fn exec_pipeline(&self, pipe: &Pipeline, count: usize) -> RnResult<Vec<Value>> {
@@ -147,6 +164,82 @@ impl Shared {
       }
     }
     mapped
+  }
+}
+
+/// Most commands the writer puts in one pipeline.
+const MAX_BATCH: usize = 512;
+
+/// Takes the commands queued so far and sends them as one pipeline, without waiting for
+/// the replies of the previous batch (several batches can be in flight).
+async fn writer(weak: Weak<Shared>, mut jobs: mpsc::UnboundedReceiver<Job>) {
+  let mut batch: Vec<Job> = Vec::new();
+  while let Some(first) = jobs.recv().await {
+    batch.push(first);
+    while batch.len() < MAX_BATCH {
+      match jobs.try_recv() {
+        Ok(job) => batch.push(job),
+        Err(_) => break,
+      }
+    }
+    let Some(shared) = weak.upgrade() else { return };
+    let jobs_now = std::mem::take(&mut batch);
+    match shared.current() {
+      Err(e) => {
+        for job in jobs_now {
+          let _ = job.reply.send(Err(e.clone()));
+        }
+      }
+      Ok((conn, generation)) => {
+        tokio::spawn(send_batch(shared, conn, generation, jobs_now));
+      }
+    }
+  }
+}
+
+async fn send_batch(
+  shared: Arc<Shared>,
+  mut conn: MultiplexedConnection,
+  generation: u64,
+  jobs: Vec<Job>,
+) {
+  let timeout = shared.config.command_timeout;
+  if jobs.len() == 1 {
+    let job = jobs.into_iter().next().expect("one job");
+    let result = match tokio::time::timeout(timeout, conn.send_packed_command(&job.cmd)).await {
+      Err(_) => Err(shared.timeout_error(timeout)),
+      Ok(Ok(v)) => Ok(v),
+      Ok(Err(e)) => Err(shared.failed(generation, e)),
+    };
+    let _ = job.reply.send(result);
+    return;
+  }
+  let count = jobs.len();
+  let mut pipe = redis::pipe();
+  let mut replies = Vec::with_capacity(count);
+  for job in jobs {
+    pipe.add_command(job.cmd);
+    replies.push(job.reply);
+  }
+  match tokio::time::timeout(timeout, conn.send_packed_commands(&pipe, 0, count)).await {
+    Ok(Ok(values)) if values.len() == count => {
+      for (reply, value) in replies.into_iter().zip(values) {
+        let _ = reply.send(Ok(value));
+      }
+    }
+    outcome => {
+      let err = match outcome {
+        Err(_) => shared.timeout_error(timeout),
+        Ok(Err(e)) => shared.failed(generation, e),
+        Ok(Ok(values)) => RnError::internal(format!(
+          "a pipeline of {count} commands got {} replies",
+          values.len()
+        )),
+      };
+      for reply in replies {
+        let _ = reply.send(Err(err.clone()));
+      }
+    }
   }
 }
 
