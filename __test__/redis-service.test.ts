@@ -342,6 +342,41 @@ describe('pipeline / command', () => {
   });
 });
 
+describe('ordering and concurrency', () => {
+  it('calls made without awaiting reach the server in the order they were made', async () => {
+    const pushes = Array.from({ length: 2000 }, (_, i) => redis.command('RPUSH', ['order:list', i]));
+    const lengths = await Promise.all(pushes);
+    assert.deepEqual(lengths, Array.from({ length: 2000 }, (_, i) => i + 1));
+    const stored = (await redis.command('LRANGE', ['order:list', 0, -1])) as string[];
+    assert.deepEqual(stored, Array.from({ length: 2000 }, (_, i) => String(i)));
+  });
+
+  it('single commands and pipelines issued together keep their order', async () => {
+    const first = redis.set('order:k', 'one');
+    const piped = redis.pipeline([['GET', 'order:k'], ['SET', 'order:k', 'two']]);
+    const last = redis.get('order:k');
+    await first;
+    assert.deepEqual(await piped, ['one', 'OK']);
+    assert.equal(await last, 'two');
+  });
+
+  it('5000 concurrent increments of one key count exactly', async () => {
+    const results = await Promise.all(Array.from({ length: 5000 }, () => redis.incr('order:counter')));
+    assert.equal(new Set(results).size, 5000);
+    assert.equal(Math.max(...results), 5000);
+    assert.equal(await redis.get('order:counter'), '5000');
+  });
+
+  it('a failing command among concurrent ones rejects only its own call', async () => {
+    await redis.command('LPUSH', ['order:a-list', 'x']);
+    const calls = [redis.set('order:ok1', '1'), redis.incr('order:a-list'), redis.get('order:ok1')];
+    const [a, b, c] = await Promise.allSettled(calls);
+    assert.equal(a.status, 'fulfilled');
+    assert.equal(b.status === 'rejected' && (b.reason as any).code, 'ERR_REDIS_COMMAND');
+    assert.deepEqual(c, { status: 'fulfilled', value: '1' });
+  });
+});
+
 describe('ping', () => {
   it('resolves to a round trip in milliseconds', async () => {
     const ms = await redis.ping();

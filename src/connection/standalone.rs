@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
+use futures_util::stream::FuturesUnordered;
+use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
 use redis::{
   AsyncConnectionConfig, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline, Value,
@@ -50,10 +52,17 @@ pub struct Standalone {
   outbox: mpsc::UnboundedSender<Job>,
 }
 
-/// One command waiting for the writer.
-struct Job {
-  cmd: Cmd,
-  reply: oneshot::Sender<RnResult<Value>>,
+/// Work waiting for the writer: one command, or a caller's own pipeline.
+enum Job {
+  One {
+    cmd: Cmd,
+    reply: oneshot::Sender<RnResult<Value>>,
+  },
+  Pipeline {
+    pipe: Pipeline,
+    count: usize,
+    reply: oneshot::Sender<RnResult<Vec<Value>>>,
+  },
 }
 
 impl Standalone {
@@ -82,14 +91,15 @@ impl Standalone {
 
   /// Sends one command. Commands issued together (in one JS tick, say) are written
   /// together, as one pipeline: one hand-off to the connection and one timer per batch
-  /// instead of per command. Each still gets its own reply or error.
+  /// instead of per command. Each still gets its own reply or error, and commands reach
+  /// the server in the order they were issued.
   pub async fn exec(&self, cmd: &Cmd) -> RnResult<Value> {
     // Fail fast (closed, or reconnecting) before queueing anything.
     self.shared.current()?;
     let (reply, answer) = oneshot::channel();
     self
       .outbox
-      .send(Job {
+      .send(Job::One {
         cmd: cmd.clone(),
         reply,
       })
@@ -97,14 +107,19 @@ impl Standalone {
     answer.await.unwrap_or_else(|_| Err(RnError::closed()))
   }
 
+  /// Sends a caller's pipeline in one round trip, in order with the other commands.
   pub async fn exec_pipeline(&self, pipe: &Pipeline, count: usize) -> RnResult<Vec<Value>> {
-    let (mut conn, generation) = self.shared.current()?;
-    let timeout = self.shared.config.command_timeout;
-    match tokio::time::timeout(timeout, conn.send_packed_commands(pipe, 0, count)).await {
-      Err(_) => Err(self.shared.timeout_error(timeout)),
-      Ok(Ok(v)) => Ok(v),
-      Ok(Err(e)) => Err(self.shared.failed(generation, e)),
-    }
+    self.shared.current()?;
+    let (reply, answer) = oneshot::channel();
+    self
+      .outbox
+      .send(Job::Pipeline {
+        pipe: pipe.clone(),
+        count,
+        reply,
+      })
+      .map_err(|_| RnError::closed())?;
+    answer.await.unwrap_or_else(|_| Err(RnError::closed()))
   }
 
   pub fn close(&self) {
@@ -170,74 +185,114 @@ impl Shared {
 /// Most commands the writer puts in one pipeline.
 const MAX_BATCH: usize = 512;
 
-/// Takes the commands queued so far and sends them as one pipeline, without waiting for
-/// the replies of the previous batch (several batches can be in flight).
+/// Takes the work queued so far and sends it: runs of single commands as one pipeline
+/// each, callers' pipelines as they are, in the order they were queued, without waiting
+/// for the replies of earlier sends (many can be in flight). All of it runs in this one
+/// task, so sends start in queue order.
 async fn writer(weak: Weak<Shared>, mut jobs: mpsc::UnboundedReceiver<Job>) {
-  let mut batch: Vec<Job> = Vec::new();
-  while let Some(first) = jobs.recv().await {
-    batch.push(first);
-    while batch.len() < MAX_BATCH {
-      match jobs.try_recv() {
-        Ok(job) => batch.push(job),
-        Err(_) => break,
-      }
-    }
-    let Some(shared) = weak.upgrade() else { return };
-    let jobs_now = std::mem::take(&mut batch);
-    match shared.current() {
-      Err(e) => {
-        for job in jobs_now {
-          let _ = job.reply.send(Err(e.clone()));
+  let mut in_flight = FuturesUnordered::new();
+  loop {
+    tokio::select! {
+      biased;
+      Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+      job = jobs.recv() => {
+        let Some(first) = job else { break };
+        let mut queued = vec![first];
+        while queued.len() < MAX_BATCH {
+          match jobs.try_recv() {
+            Ok(job) => queued.push(job),
+            Err(_) => break,
+          }
+        }
+        let Some(shared) = weak.upgrade() else { break };
+        match shared.current() {
+          Err(e) => queued.into_iter().for_each(|job| job.fail(e.clone())),
+          Ok((conn, generation)) => {
+            for send in segments(queued) {
+              in_flight.push(send.run(shared.clone(), conn.clone(), generation));
+            }
+          }
         }
       }
-      Ok((conn, generation)) => {
-        tokio::spawn(send_batch(shared, conn, generation, jobs_now));
+    }
+  }
+  while in_flight.next().await.is_some() {}
+}
+
+impl Job {
+  fn fail(self, err: RnError) {
+    match self {
+      Job::One { reply, .. } => {
+        let _ = reply.send(Err(err));
+      }
+      Job::Pipeline { reply, .. } => {
+        let _ = reply.send(Err(err));
       }
     }
   }
 }
 
-async fn send_batch(
-  shared: Arc<Shared>,
-  mut conn: MultiplexedConnection,
-  generation: u64,
-  jobs: Vec<Job>,
-) {
-  let timeout = shared.config.command_timeout;
-  if jobs.len() == 1 {
-    let job = jobs.into_iter().next().expect("one job");
-    let result = match tokio::time::timeout(timeout, conn.send_packed_command(&job.cmd)).await {
-      Err(_) => Err(shared.timeout_error(timeout)),
-      Ok(Ok(v)) => Ok(v),
-      Ok(Err(e)) => Err(shared.failed(generation, e)),
-    };
-    let _ = job.reply.send(result);
-    return;
-  }
-  let count = jobs.len();
-  let mut pipe = redis::pipe();
-  let mut replies = Vec::with_capacity(count);
+/// One write to the connection.
+enum Write {
+  Commands(Pipeline, Vec<oneshot::Sender<RnResult<Value>>>),
+  Pipeline(Pipeline, usize, oneshot::Sender<RnResult<Vec<Value>>>),
+}
+
+/// Groups queued jobs into writes, keeping their order.
+fn segments(jobs: Vec<Job>) -> Vec<Write> {
+  let mut out = Vec::new();
+  let mut run: Option<(Pipeline, Vec<oneshot::Sender<RnResult<Value>>>)> = None;
   for job in jobs {
-    pipe.add_command(job.cmd);
-    replies.push(job.reply);
-  }
-  match tokio::time::timeout(timeout, conn.send_packed_commands(&pipe, 0, count)).await {
-    Ok(Ok(values)) if values.len() == count => {
-      for (reply, value) in replies.into_iter().zip(values) {
-        let _ = reply.send(Ok(value));
+    match job {
+      Job::One { cmd, reply } => {
+        let (pipe, replies) = run.get_or_insert_with(|| (redis::pipe(), Vec::new()));
+        pipe.add_command(cmd);
+        replies.push(reply);
+      }
+      Job::Pipeline { pipe, count, reply } => {
+        if let Some((p, r)) = run.take() {
+          out.push(Write::Commands(p, r));
+        }
+        out.push(Write::Pipeline(pipe, count, reply));
       }
     }
-    outcome => {
-      let err = match outcome {
-        Err(_) => shared.timeout_error(timeout),
-        Ok(Err(e)) => shared.failed(generation, e),
-        Ok(Ok(values)) => RnError::internal(format!(
+  }
+  if let Some((p, r)) = run {
+    out.push(Write::Commands(p, r));
+  }
+  out
+}
+
+impl Write {
+  async fn run(self, shared: Arc<Shared>, mut conn: MultiplexedConnection, generation: u64) {
+    let timeout = shared.config.command_timeout;
+    let (pipe, count) = match &self {
+      Write::Commands(p, r) => (p, r.len()),
+      Write::Pipeline(p, n, _) => (p, *n),
+    };
+    let outcome =
+      match tokio::time::timeout(timeout, conn.send_packed_commands(pipe, 0, count)).await {
+        Err(_) => Err(shared.timeout_error(timeout)),
+        Ok(Err(e)) => Err(shared.failed(generation, e)),
+        Ok(Ok(values)) if values.len() != count => Err(RnError::internal(format!(
           "a pipeline of {count} commands got {} replies",
           values.len()
-        )),
+        ))),
+        Ok(Ok(values)) => Ok(values),
       };
-      for reply in replies {
-        let _ = reply.send(Err(err.clone()));
+    match (self, outcome) {
+      (Write::Commands(_, replies), Ok(values)) => {
+        for (reply, value) in replies.into_iter().zip(values) {
+          let _ = reply.send(Ok(value));
+        }
+      }
+      (Write::Commands(_, replies), Err(err)) => {
+        for reply in replies {
+          let _ = reply.send(Err(err.clone()));
+        }
+      }
+      (Write::Pipeline(_, _, reply), outcome) => {
+        let _ = reply.send(outcome);
       }
     }
   }
