@@ -192,7 +192,7 @@ async function main() {
       }
     })(),
     versions: Object.fromEntries(
-      [['ioredis', 'ioredis/package.json'], ['redis', 'redis/package.json'], ['nestjs-redis-native', '../package.json']].map(([n, p]) => {
+      [['ioredis', 'ioredis/package.json'], ['redis', 'redis/package.json'], ['nestjs-redis-native', '../package.json'], ['@valkey/valkey-glide', '../node_modules/@valkey/valkey-glide/package.json']].map(([n, p]) => {
         try {
           return [n, require(p).version]
         } catch {
