@@ -9,6 +9,35 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/** Duplicate-work protection: processed-event markers and exactly-once execution. */
+export declare class IdempotencyService {
+  /** `new IdempotencyService(client, { namespace?, lockTtl?, resultTtl? })`. */
+  constructor(client: RedisClient, options?: IdempotencyServiceOptions)
+  /** Whether `eventId` was marked processed. */
+  isProcessed(eventId: string): Promise<boolean>
+  /**
+   * Marks `eventId` processed for `ttl` seconds (default 604800, a week). To claim an
+   * event atomically among concurrent consumers, use `begin`.
+   */
+  markAsProcessed(eventId: string, ttl?: number): Promise<void>
+  /**
+   * Claims `key`: of concurrent callers exactly one gets `{ state: 'started' }` and does
+   * the work, then calls `complete` (or `abandon` on failure). Others get
+   * `{ state: 'in-progress' }`, or `{ state: 'completed', result }` once it completed.
+   * A started key nobody completes is released after `lockTtl` (a crashed worker), so
+   * a retry can start. With `fingerprint`, a different one on the same key gets
+   * `{ state: 'mismatch' }`.
+   */
+  begin(key: string, options?: BeginOptions): Promise<{ state: 'started' } | { state: 'in-progress' } | { state: 'completed'; result: string } | { state: 'mismatch' }>
+  /**
+   * Stores `result` for `key` (kept `ttl` seconds, default the `resultTtl` of `begin`):
+   * later `begin` calls get it back.
+   */
+  complete(key: string, result: string, ttl?: number): Promise<void>
+  /** Releases `key` after a failure so a retry can start (a completed result is kept). */
+  abandon(key: string): Promise<void>
+}
+
 /** A connection to Redis, shared by every service built on it. */
 export declare class RedisClient {
   /**
@@ -94,6 +123,134 @@ export declare class RedisService {
   ping(): Promise<number>
 }
 
+/** Sessions, multi-device, with online status. */
+export declare class SessionService {
+  /** `new SessionService(client, { maxSessionsPerUser?, onlineWindowSeconds? })`. */
+  constructor(client: RedisClient, options?: SessionServiceOptions)
+  /**
+   * Creates (or replaces) session `sessionId` with `data` (an object) for `ttl` seconds
+   * (default 86400). When `data.userId` is set, the session is indexed under that user,
+   * the user is marked online, and with `maxSessionsPerUser` the user's least recently
+   * active sessions beyond the maximum are destroyed, atomically.
+   */
+  createSession(sessionId: string, data: Record<string, unknown>, ttl?: number): Promise<void>
+  /** The data of session `sessionId`, or `null` when it does not exist (or expired). */
+  getSession<T = Record<string, unknown>>(sessionId: string): Promise<T | null>
+  /** Destroys session `sessionId` (logout on this device). */
+  destroySession(sessionId: string): Promise<void>
+  /**
+   * Sets session `sessionId` to expire `ttl` seconds from now (and to keep that ttl for
+   * later touches). `false` when the session does not exist.
+   */
+  extendSession(sessionId: string, ttl: number): Promise<boolean>
+  /**
+   * Records activity on session `sessionId`: last activity now, expiry pushed back by
+   * the session's ttl (sliding expiry), its user marked online. `false` when the session
+   * does not exist.
+   */
+  touchSession(sessionId: string): Promise<boolean>
+  /**
+   * Merges `partial` into session `sessionId`'s data, atomically: the fields given are
+   * replaced, the others kept, the expiry unchanged; concurrent updates of different
+   * fields all survive. A changed `userId` moves the session to that user's index.
+   * `false` when the session does not exist.
+   */
+  updateSession(sessionId: string, partial: Record<string, unknown>): Promise<boolean>
+  /**
+   * Metadata of session `sessionId`: `{ sessionId, userId?, createdAt, lastActivityAt,
+   * expiresAt, device? }` (epoch ms), or `null` when it does not exist.
+   */
+  getSessionInfo(sessionId: string): Promise<SessionInfo | null>
+  /**
+   * The live sessions of `userId` (sessions whose data had that `userId`), soonest to
+   * expire first. Expired sessions never show up.
+   */
+  listUserSessions(userId: string): Promise<SessionInfo[]>
+  /**
+   * Destroys every session of `userId` (logout from all devices); resolves to how many
+   * live sessions were destroyed.
+   */
+  destroyUserSessions(userId: string): Promise<number>
+  /**
+   * Whether `userId` was active (created or touched a session) within
+   * `onlineWindowSeconds`.
+   */
+  isUserOnline(userId: string): Promise<boolean>
+  /** The users active within `onlineWindowSeconds`. */
+  getOnlineUsers(): Promise<string[]>
+}
+
+/** Refresh tokens and a token blacklist, stored hashed. */
+export declare class TokenService {
+  /** `new TokenService(client, { namespace? })`. */
+  constructor(client: RedisClient, options?: TokenServiceOptions)
+  /**
+   * Stores a refresh token of `userId` for `expiresIn` seconds, as a new token family
+   * (one login).
+   */
+  storeRefreshToken(userId: string, token: string, expiresIn: number): Promise<void>
+  /**
+   * Whether this refresh token of `userId` is live (stored, not expired, not revoked or
+   * rotated).
+   */
+  isRefreshTokenValid(userId: string, token: string): Promise<boolean>
+  /** Revokes one refresh token of `userId` (logout on this device). */
+  revokeRefreshToken(userId: string, token: string): Promise<void>
+  /**
+   * Revokes every refresh token of `userId` (logout everywhere); resolves to how many
+   * live tokens were revoked. Uses the per-user index: no SCAN, no KEYS.
+   */
+  revokeAllRefreshTokens(userId: string): Promise<number>
+  /**
+   * Atomically replaces `oldToken` with `newToken` (valid for `expiresIn` seconds):
+   * `'rotated'`; `'invalid'` when the old token is unknown or expired; `'reused'` when
+   * the old token was already rotated: someone replayed it, so every token of its
+   * family (the descendants of that login) is revoked.
+   */
+  rotateRefreshToken(userId: string, oldToken: string, newToken: string, expiresIn: number): Promise<'rotated' | 'reused' | 'invalid'>
+  /**
+   * Blacklists a token (an access token after logout, say) for `ttl` seconds: usually
+   * the token's remaining lifetime.
+   */
+  blacklistToken(token: string, ttl: number): Promise<void>
+  /** Whether `token` is blacklisted. */
+  isTokenBlacklisted(token: string): Promise<boolean>
+  /** Takes `token` off the blacklist. */
+  removeFromBlacklist(token: string): Promise<void>
+}
+
+/** Options of `begin`. */
+export interface BeginOptions {
+  /** Seconds the key stays locked if the caller never completes or abandons it. */
+  lockTtl?: number
+  /** Seconds the result given to `complete` is kept. */
+  resultTtl?: number
+  /**
+   * What the request was (a hash of its body, say). A later `begin` on the same key
+   * with a different fingerprint gets `{ state: 'mismatch' }`.
+   */
+  fingerprint?: string
+}
+
+/**
+ * Options of `new IdempotencyService(client, options)` (`idempotency` in
+ * `RedisModule.forRoot`).
+ */
+export interface IdempotencyServiceOptions {
+  /** First part of every key of this service. Default `idempotency`. */
+  namespace?: string
+  /**
+   * Default `lockTtl` of `begin`, seconds: how long a started key stays locked when its
+   * worker neither completes nor abandons it (a crash). Default 60.
+   */
+  lockTtl?: number
+  /**
+   * Default `resultTtl` of `begin`, seconds: how long a completed result is kept.
+   * Default 86400.
+   */
+  resultTtl?: number
+}
+
 /**
  * Reconnect backoff: before attempt n, wait a random time between half and all of
  * min(maxDelayMs, minDelayMs * 2^(n-1)) (exponential backoff with jitter).
@@ -135,6 +292,31 @@ export interface RedisOptions {
   clientName?: string
 }
 
+/** What `getSessionInfo` and `listUserSessions` tell about a session (times in epoch ms). */
+export interface SessionInfo {
+  sessionId: string
+  userId?: string
+  createdAt: number
+  lastActivityAt: number
+  expiresAt: number
+  /** The session data's `device` field, when it has one. */
+  device?: unknown
+}
+
+/** Options of `new SessionService(client, options)` (`sessions` in `RedisModule.forRoot`). */
+export interface SessionServiceOptions {
+  /**
+   * Most sessions one user may have; creating one more evicts the user's least recently
+   * active session, atomically. Default: no limit.
+   */
+  maxSessionsPerUser?: number
+  /**
+   * A user counts as online this many seconds after their last activity (create or
+   * touch). Default 300.
+   */
+  onlineWindowSeconds?: number
+}
+
 /** TLS settings. PEM text (string or Buffer) for `ca`, `cert` and `key`. */
 export interface TlsOptions {
   /** PEM of the certificate authority to trust instead of the system roots. */
@@ -147,4 +329,10 @@ export interface TlsOptions {
   servername?: string
   /** `false` accepts any server certificate. Default `true`. Only for tests. */
   rejectUnauthorized?: boolean
+}
+
+/** Options of `new TokenService(client, options)` (`tokens` in `RedisModule.forRoot`). */
+export interface TokenServiceOptions {
+  /** First part of every key of this service. Default `token`. */
+  namespace?: string
 }

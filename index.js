@@ -835,5 +835,8 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.IdempotencyService = nativeBinding.IdempotencyService
 module.exports.RedisClient = nativeBinding.RedisClient
 module.exports.RedisService = nativeBinding.RedisService
+module.exports.SessionService = nativeBinding.SessionService
+module.exports.TokenService = nativeBinding.TokenService

@@ -268,6 +268,81 @@ fn json_value_at(v: &Unknown, what: &str, depth: usize) -> RnResult<serde_json::
   }
 }
 
+/// A service's options object (`undefined`/`null`: none), with unknown keys refused.
+pub fn options_object(
+  v: Option<&Unknown>,
+  what: &str,
+  known: &[&str],
+) -> RnResult<serde_json::Map<String, serde_json::Value>> {
+  let Some(v) = v.filter(|v| !matches!(type_of(v), ValueType::Undefined | ValueType::Null)) else {
+    return Ok(serde_json::Map::new());
+  };
+  match json_value(v, what)? {
+    serde_json::Value::Object(map) => {
+      if let Some(k) = map.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(RnError::invalid(format!(
+          "unknown option `{k}` in {what} (known: {})",
+          known.join(", ")
+        )));
+      }
+      Ok(map)
+    }
+    _ => Err(RnError::invalid(format!("{what} must be an object"))),
+  }
+}
+
+/// An optional positive number of seconds from an options object (`null` = not given).
+pub fn option_seconds(
+  map: &serde_json::Map<String, serde_json::Value>,
+  name: &str,
+) -> RnResult<Option<Duration>> {
+  match map.get(name) {
+    None | Some(serde_json::Value::Null) => Ok(None),
+    Some(serde_json::Value::Number(n)) => {
+      ttl_seconds(n.as_f64().unwrap_or(f64::NAN), name).map(Some)
+    }
+    Some(_) => Err(RnError::invalid(format!(
+      "option `{name}` must be a number of seconds"
+    ))),
+  }
+}
+
+/// An optional whole number >= `min` from an options object.
+pub fn option_count(
+  map: &serde_json::Map<String, serde_json::Value>,
+  name: &str,
+  min: u64,
+) -> RnResult<Option<u64>> {
+  match map.get(name) {
+    None | Some(serde_json::Value::Null) => Ok(None),
+    Some(serde_json::Value::Number(n)) => match n.as_f64() {
+      Some(f) if f.fract() == 0.0 && f >= min as f64 && f <= 9_007_199_254_740_991.0 => {
+        Ok(Some(f as u64))
+      }
+      _ => Err(RnError::invalid(format!(
+        "option `{name}` must be a whole number >= {min}"
+      ))),
+    },
+    Some(_) => Err(RnError::invalid(format!(
+      "option `{name}` must be a whole number >= {min}"
+    ))),
+  }
+}
+
+/// An optional non-empty string from an options object.
+pub fn option_string(
+  map: &serde_json::Map<String, serde_json::Value>,
+  name: &str,
+) -> RnResult<Option<String>> {
+  match map.get(name) {
+    None | Some(serde_json::Value::Null) => Ok(None),
+    Some(serde_json::Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
+    Some(_) => Err(RnError::invalid(format!(
+      "option `{name}` must be a non-empty string"
+    ))),
+  }
+}
+
 /// A number as JavaScript's `String(n)` writes it for the values Redis takes.
 pub fn format_number(n: f64) -> String {
   if n.fract() == 0.0 && n.abs() < 1e21 {

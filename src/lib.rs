@@ -6,15 +6,21 @@ mod client;
 mod completion;
 mod connection;
 mod error;
+mod idempotency_service;
 mod json;
 mod keys;
 mod options;
 mod redis_service;
 mod reply;
 mod script;
+mod session_service;
+mod token_service;
 
 pub use client::RedisClient;
+pub use idempotency_service::IdempotencyService;
 pub use redis_service::RedisService;
+pub use session_service::SessionService;
+pub use token_service::TokenService;
 
 /// One tokio worker thread: the connection's driver task and the commands' futures then
 /// share a thread and wake each other without cross-thread hand-offs (measured in bench/:

@@ -509,14 +509,14 @@ impl RedisService {
     &self,
     env: &'env Env,
     key: Unknown,
-  ) -> napi::Result<PromiseRaw<'env, Option<serde_json::Value>>> {
+  ) -> napi::Result<PromiseRaw<'env, Option<json::JsonText>>> {
     let conn = self.conn.clone();
     complete_with(env, args::key(&key, "key"), move |key| async move {
       let mut cmd = redis::cmd("GET");
       cmd.arg(conn.key(&key));
       match conn.exec(&cmd).await? {
         Value::Nil => Ok(None),
-        Value::BulkString(b) => json::parse(&b, &key).map(Some),
+        Value::BulkString(b) => json::text(b, &key).map(Some),
         other => Err(RnError::internal(format!("unexpected reply {other:?}"))),
       }
     })
