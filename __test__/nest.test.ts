@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { Injectable, Module } from '@nestjs/common';
 import { ConfigModule, ConfigService } from '@nestjs/config';
 import { Test } from '@nestjs/testing';
-import { RedisClient, RedisService } from 'nestjs-redis-native';
+import { IdempotencyService, RedisClient, RedisService, SessionService, TokenService } from 'nestjs-redis-native';
 import { REDIS_MODULE_OPTIONS, RedisModule } from 'nestjs-redis-native/nest';
 import { freePort, stopSharedRedis, testRedisUrl, uniquePrefix } from './support/redis-server';
 
@@ -138,6 +138,35 @@ describe('RedisModule', () => {
     assert.equal(moduleRef.get(RedisClient).isClosed, true);
     await assert.rejects(redis.get('k'), { code: 'ERR_CLIENT_CLOSED' });
     assert.ok(!(await clientNames()).includes(clientName));
+  });
+
+  it('every service is injectable, on the one connection, with its options from forRoot', async () => {
+    const keyPrefix = uniquePrefix();
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        RedisModule.forRoot({
+          url,
+          keyPrefix,
+          tokens: { namespace: 'auth' },
+          sessions: { maxSessionsPerUser: 1 },
+          idempotency: { namespace: 'once' },
+        }),
+      ],
+    }).compile();
+    await moduleRef.init();
+    const tokens = moduleRef.get(TokenService);
+    const sessions = moduleRef.get(SessionService);
+    const idem = moduleRef.get(IdempotencyService);
+    await tokens.storeRefreshToken('u1', 'refresh-token', 60);
+    await sessions.createSession('s1', { userId: 'u1' }, 60);
+    await sessions.createSession('s2', { userId: 'u1' }, 60);
+    await idem.markAsProcessed('evt', 60);
+    assert.equal((await sessions.listUserSessions('u1')).length, 1);
+    const keys = (await observe.keys(`${keyPrefix}*`)).map((k) => k.slice(keyPrefix.length));
+    assert.ok(keys.some((k) => k.startsWith('auth:refresh:')), keys.join());
+    assert.ok(keys.includes('once:processed:evt'), keys.join());
+    await observe.deletePattern(`${keyPrefix}*`);
+    await moduleRef.close();
   });
 
   it('an unreachable Redis stops startup with ERR_REDIS_CONNECTION naming host and port', async () => {

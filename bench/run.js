@@ -50,7 +50,8 @@ const median = (xs) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
 }
 
-async function measure(lib, scenario, calls) {
+async function measure(lib, name, scenario, calls) {
+  const call = typeof scenario.call === 'function' ? scenario.call : scenario.call[name]
   const latencies = new Float64Array(calls)
   let next = 0
   const worker = async () => {
@@ -58,7 +59,7 @@ async function measure(lib, scenario, calls) {
       const i = next++
       if (i >= calls) return
       const start = performance.now()
-      await scenario.call(lib, i)
+      await call(lib, i)
       latencies[i] = performance.now() - start
     }
   }
@@ -147,14 +148,14 @@ async function main() {
     const names = libNames.filter((n) => !scenario.libraries || scenario.libraries.includes(n))
     const calls = Math.max(1, Math.round(scenario.calls * SCALE))
     for (const name of names) {
-      if (scenario.prepare) await scenario.prepare(adapters[name])
-      await measure(adapters[name], scenario, Math.max(1, Math.round(calls / 5))) // warm-up
+      if (scenario.prepare) await scenario.prepare(adapters[name], name)
+      await measure(adapters[name], name, scenario, Math.max(1, Math.round(calls / 5))) // warm-up
     }
     const rounds = Object.fromEntries(names.map((n) => [n, []]))
     for (let r = 0; r < ROUNDS; r++) {
       // interleaved, and a different library goes first each round
       const order = names.map((_, i) => names[(i + r) % names.length])
-      for (const name of order) rounds[name].push(await measure(adapters[name], scenario, calls))
+      for (const name of order) rounds[name].push(await measure(adapters[name], name, scenario, calls))
     }
     const summary = Object.fromEntries(names.map((n) => [n, summarize(rounds[n])]))
     const ours = summary[OURS]

@@ -7,7 +7,8 @@
 //   libraries      which libraries take part (default: all in libraries.js); a service's
 //                  scenario names ours and the peer it replaces
 //   prepare(lib)   optional, once per library before measuring (untimed)
-//   call(lib, i)   one call; `lib` is the adapter from libraries.js (lib.raw is the client)
+//   call(lib, i)   one call; `lib` is the adapter from libraries.js (lib.raw is the client).
+//                  Or an object { [library]: (lib, i) => ... } when each does it its own way.
 
 const KEYS = 1000
 const VALUE = 'v'.repeat(100) // 100-byte values
@@ -24,7 +25,7 @@ const pipelineCommands = Array.from({ length: 10 }, (_, p) =>
   Array.from({ length: 100 }, (_, j) => (j % 2 ? ['GET', key(p * 100 + j)] : ['SET', key(p * 100 + j), VALUE])),
 )
 
-/** @type {Array<{id: string, title: string, inFlight: number, calls: number, opsPerCall?: number, libraries?: string[], prepare?: (lib: any) => Promise<void>, call: (lib: any, i: number) => Promise<unknown>}>} */
+/** @type {Array<{id: string, title: string, inFlight: number, calls: number, opsPerCall?: number, libraries?: string[], prepare?: (lib: any, name: string) => Promise<void>, call: ((lib: any, i: number) => Promise<unknown>) | Record<string, (lib: any, i: number) => Promise<unknown>>}>} */
 const scenarios = [
   { id: 'get-seq', title: 'GET, sequential', inFlight: 1, calls: 5000, prepare: fillKeys, call: (lib, i) => lib.get(key(i)) },
   { id: 'set-seq', title: 'SET, sequential', inFlight: 1, calls: 5000, call: (lib, i) => lib.set(key(i), VALUE) },
@@ -33,5 +34,60 @@ const scenarios = [
   { id: 'mget-10', title: 'MGET of 10 keys, 100 in flight', inFlight: 100, calls: 30000, prepare: fillKeys, call: (lib, i) => lib.mget(mgetKeys[i % mgetKeys.length]) },
   { id: 'pipeline-100', title: 'pipeline of 100 commands (GET/SET), sequential', inFlight: 1, calls: 500, opsPerCall: 100, call: (lib, i) => lib.pipeline(pipelineCommands[i % pipelineCommands.length]) },
 ]
+
+// Sessions: SessionService against what a NestJS team writes by hand with ioredis
+// (connect-redis style: a JSON string per session, plus a per-user set for "logout
+// everywhere"). Ours does more per call: atomic per-user index with pruning, online status.
+const OURS = 'nestjs-redis-native'
+const IOREDIS = 'ioredis (auto-pipelining)'
+const SESSIONS = 1000
+const sessionData = (i) => ({ userId: `user-${i % 100}`, roles: ['customer'], name: 'Ada Lovelace', cart: { items: 3, total: 59.9 }, locale: 'en-GB' })
+function sessionsOf(lib) {
+  const { SessionService } = require('..')
+  lib.sessions ??= new SessionService(lib.client)
+  return lib.sessions
+}
+async function fillSessions(lib, name) {
+  for (let i = 0; i < SESSIONS; i += 100) {
+    await Promise.all(
+      Array.from({ length: 100 }, (_, j) =>
+        name === OURS
+          ? sessionsOf(lib).createSession(`bench-${i + j}`, sessionData(i + j), 3600)
+          : lib.raw.set(`bench:sess:${i + j}`, JSON.stringify(sessionData(i + j)), 'EX', 3600),
+      ),
+    )
+  }
+}
+
+scenarios.push(
+  {
+    id: 'session-get-100',
+    title: 'getSession, 100 in flight (vs ioredis GET + JSON.parse)',
+    inFlight: 100,
+    calls: 50000,
+    libraries: [OURS, IOREDIS],
+    prepare: fillSessions,
+    call: {
+      [OURS]: (lib, i) => sessionsOf(lib).getSession(`bench-${i % SESSIONS}`),
+      [IOREDIS]: async (lib, i) => JSON.parse(await lib.raw.get(`bench:sess:${i % SESSIONS}`)),
+    },
+  },
+  {
+    id: 'session-create-100',
+    title: 'createSession, 100 in flight (vs ioredis MULTI: SET EX + SADD per-user index)',
+    inFlight: 100,
+    calls: 30000,
+    libraries: [OURS, IOREDIS],
+    call: {
+      [OURS]: (lib, i) => sessionsOf(lib).createSession(`bench-new-${i % SESSIONS}`, sessionData(i), 3600),
+      [IOREDIS]: (lib, i) =>
+        lib.raw
+          .multi()
+          .set(`bench:sess:new-${i % SESSIONS}`, JSON.stringify(sessionData(i)), 'EX', 3600)
+          .sadd(`bench:user-sessions:user-${i % 100}`, `new-${i % SESSIONS}`)
+          .exec(),
+    },
+  },
+)
 
 module.exports = { scenarios, key, VALUE, KEYS }

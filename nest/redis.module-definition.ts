@@ -1,11 +1,23 @@
 import { ConfigurableModuleBuilder } from '@nestjs/common';
-import type { RedisOptions } from 'nestjs-redis-native';
+import type {
+  IdempotencyServiceOptions,
+  RedisOptions,
+  SessionServiceOptions,
+  TokenServiceOptions,
+} from 'nestjs-redis-native';
 
 /**
  * Options of `RedisModule.forRoot()`: the connection options of `RedisClient.connect()`
- * (with none, the REDIS_* environment is read).
+ * (with none, the REDIS_* environment is read), and each service's own options.
  */
-export type RedisModuleOptions = RedisOptions;
+export interface RedisModuleOptions extends RedisOptions {
+  /** Options of `TokenService`. */
+  tokens?: TokenServiceOptions;
+  /** Options of `SessionService`. */
+  sessions?: SessionServiceOptions;
+  /** Options of `IdempotencyService` (and of the `@Idempotent()` interceptor's defaults). */
+  idempotency?: IdempotencyServiceOptions;
+}
 
 export const { ConfigurableModuleClass, MODULE_OPTIONS_TOKEN, OPTIONS_TYPE, ASYNC_OPTIONS_TYPE } =
   new ConfigurableModuleBuilder<RedisModuleOptions>({ moduleName: 'Redis' })

@@ -1,5 +1,5 @@
 import type { Provider } from '@nestjs/common';
-import { RedisClient, RedisService } from 'nestjs-redis-native';
+import { IdempotencyService, RedisClient, RedisService, SessionService, TokenService } from 'nestjs-redis-native';
 import { MODULE_OPTIONS_TOKEN, type RedisModuleOptions } from './redis.module-definition';
 
 /** A service class: built on the shared client, with its own options when it has any. */
@@ -15,7 +15,12 @@ interface ServiceEntry {
  * Every service the module provides. A new service is one more line here: its class
  * (constructor `(client, options?)`) and, if it takes options, their key in `forRoot()`.
  */
-export const SERVICES: ServiceEntry[] = [{ service: RedisService }];
+export const SERVICES: ServiceEntry[] = [
+  { service: RedisService },
+  { service: TokenService, optionsKey: 'tokens' },
+  { service: SessionService, optionsKey: 'sessions' },
+  { service: IdempotencyService, optionsKey: 'idempotency' },
+];
 
 const SERVICE_OPTION_KEYS = new Set<string>(SERVICES.flatMap((s) => (s.optionsKey ? [s.optionsKey] : [])));
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Runs the Nest module tests against every NestJS major the package supports
+// Runs the Nest module tests (module wiring, and @Idempotent() over Express and Fastify)
+// against every NestJS major the package supports
 // besides the one in devDependencies (12), the way a user gets the package: the
 // `npm pack` tarball unpacked into an app whose NestJS versions come from the
 // lockfiles in __test__/compat/nest<major>/.
@@ -43,12 +44,16 @@ for (const major of majors) {
 
   const tests = path.join(app, 'test')
   fs.mkdirSync(path.join(tests, 'support'), { recursive: true })
-  fs.copyFileSync(path.join(root, '.test-build', '__test__', 'nest.test.js'), path.join(tests, 'nest.test.js'))
+  const testFiles = ['nest.test.js', 'idempotent.e2e.test.js']
+  for (const f of testFiles) fs.copyFileSync(path.join(root, '.test-build', '__test__', f), path.join(tests, f))
   fs.cpSync(path.join(root, '.test-build', '__test__', 'support'), path.join(tests, 'support'), { recursive: true })
 
   const core = require(path.join(app, 'node_modules', '@nestjs', 'core', 'package.json')).version
   process.stdout.write(`# ${major}: Nest module tests against @nestjs/core ${core}\n`)
-  const result = spawnSync(process.execPath, ['--test', path.join(tests, 'nest.test.js')], { cwd: app, stdio: 'inherit' })
+  const result = spawnSync(process.execPath, ['--test', '--test-concurrency=1', ...testFiles.map((f) => path.join(tests, f))], {
+    cwd: app,
+    stdio: 'inherit',
+  })
   if (result.status !== 0) failed = true
 }
 
