@@ -4,7 +4,7 @@
 import 'reflect-metadata';
 import { Injectable, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { RedisClient, RedisService } from 'nestjs-redis-native';
+import { IdempotencyService, RedisClient, RedisService, SessionService, TokenService } from 'nestjs-redis-native';
 import { RedisModule } from 'nestjs-redis-native/nest';
 import { startRedis, type PrivateRedis } from '../__test__/support/redis-server';
 
@@ -52,6 +52,35 @@ class ProductCatalog {
   }
 }
 
+/** Login, refresh, logout everywhere: what an auth module does with the services. */
+@Injectable()
+class AuthFlow {
+  constructor(
+    private readonly tokens: TokenService,
+    private readonly sessions: SessionService,
+    private readonly idempotency: IdempotencyService,
+  ) {}
+
+  async run(): Promise<void> {
+    say('');
+    for (const device of ['phone', 'laptop', 'tablet']) {
+      await this.tokens.storeRefreshToken('user-7', `refresh-${device}`, 3600);
+      await this.sessions.createSession(`sess-${device}`, { userId: 'user-7', device }, 3600);
+    }
+    say("3 logins of user-7 (maxSessionsPerUser: 2): listUserSessions('user-7')", (await this.sessions.listUserSessions('user-7')).map((s) => s.device));
+    say("rotateRefreshToken('user-7', 'refresh-phone', 'refresh-phone-2')", await this.tokens.rotateRefreshToken('user-7', 'refresh-phone', 'refresh-phone-2', 3600));
+    say("rotateRefreshToken with 'refresh-phone' again   // stolen copy", await this.tokens.rotateRefreshToken('user-7', 'refresh-phone', 'attacker', 3600));
+    say("isRefreshTokenValid('user-7', 'refresh-phone-2')   // family revoked", await this.tokens.isRefreshTokenValid('user-7', 'refresh-phone-2'));
+    await this.sessions.updateSession('sess-laptop', { cart: ['book'] });
+    say("updateSession('sess-laptop', { cart: ['book'] }) → getSession", await this.sessions.getSession('sess-laptop'));
+    say("isUserOnline('user-7')", await this.sessions.isUserOnline('user-7'));
+    say("revokeAllRefreshTokens('user-7')   // logout everywhere", await this.tokens.revokeAllRefreshTokens('user-7'));
+    say("destroyUserSessions('user-7')", await this.sessions.destroyUserSessions('user-7'));
+    const claims = await Promise.all(Array.from({ length: 10 }, () => this.idempotency.begin('webhook:evt_1')));
+    say("10 concurrent begin('webhook:evt_1') → how many 'started'", claims.filter((c) => c.state === 'started').length);
+  }
+}
+
 async function main(): Promise<void> {
   let server: PrivateRedis | undefined;
   let url = process.env.REDIS_URL;
@@ -64,8 +93,10 @@ async function main(): Promise<void> {
   }
 
   @Module({
-    imports: [RedisModule.forRoot({ url, keyPrefix: 'demo:', clientName: 'nestjs-redis-native-demo' })],
-    providers: [ProductCatalog],
+    imports: [
+      RedisModule.forRoot({ url, keyPrefix: 'demo:', clientName: 'nestjs-redis-native-demo', sessions: { maxSessionsPerUser: 2 } }),
+    ],
+    providers: [ProductCatalog, AuthFlow],
   })
   class AppModule {}
 
@@ -73,6 +104,7 @@ async function main(): Promise<void> {
     const app = await NestFactory.createApplicationContext(AppModule, { logger: ['error', 'warn'] });
     say('Nest application started; RedisModule connected during init');
     await app.get(ProductCatalog).run();
+    await app.get(AuthFlow).run();
 
     const client = app.get(RedisClient);
     await app.close();
