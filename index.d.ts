@@ -38,6 +38,27 @@ export declare class IdempotencyService {
   abandon(key: string): Promise<void>
 }
 
+/** Rate limits, exact under concurrency. */
+export declare class RateLimitService {
+  /** `new RateLimitService(client, { onRedisError? })`. */
+  constructor(client: RedisClient, options?: RateLimitServiceOptions)
+  /**
+   * The seed's check: `true` when `identifier` may make one more request in the current
+   * fixed window of `windowSeconds` (key `rate_limit:<identifier>`), counting it.
+   * Atomic. An outage follows the service's `onRedisError`.
+   */
+  checkRateLimit(identifier: string, limit: number, windowSeconds: number): Promise<boolean>
+  /**
+   * Counts a request against `key` and says whether it may go ahead. Exact under
+   * concurrency; time comes from the Redis server.
+   */
+  consume(key: string, options: RateLimitOptions): Promise<RateLimitResult>
+  /** What `consume` would answer now, without counting anything. */
+  status(key: string, options: RateLimitOptions): Promise<RateLimitResult>
+  /** Forgets everything counted for `key`, under every algorithm. */
+  reset(key: string): Promise<void>
+}
+
 /** A connection to Redis, shared by every service built on it. */
 export declare class RedisClient {
   /**
@@ -249,6 +270,58 @@ export interface IdempotencyServiceOptions {
    * Default 86400.
    */
   resultTtl?: number
+}
+
+/** Options of `consume` and `status`. */
+export interface RateLimitOptions {
+  /** Requests allowed per window (a whole number >= 1); for the token bucket, the burst. */
+  limit: number
+  /**
+   * The window, seconds (fractions allowed); for the token bucket, the time to refill
+   * `limit` tokens.
+   */
+  windowSeconds: number
+  /** Default `'sliding-window'`. */
+  algorithm?: 'fixed-window' | 'sliding-window' | 'token-bucket'
+  /** What this request counts for (a whole number >= 1, at most `limit`). Default 1. */
+  cost?: number
+  /** Overrides the service's `onRedisError` for this call. */
+  onRedisError?: 'fail-closed' | 'fail-open'
+}
+
+/** Why a result was decided by the outage policy instead of Redis. */
+export interface RateLimitRedisError {
+  /** The error's code (`ERR_REDIS_CONNECTION`, `ERR_REDIS_TIMEOUT`, ...). */
+  code: string
+  message: string
+  policy: 'fail-closed' | 'fail-open'
+}
+
+/** The outcome of `consume` / `status`. */
+export interface RateLimitResult {
+  /** Whether this request may go ahead (for `status`: whether one would). */
+  allowed: boolean
+  limit: number
+  /** Whole requests (of this cost 1) still allowed now; never negative. */
+  remaining: number
+  /** Epoch ms when the full limit is available again. */
+  resetAt: number
+  /** When refused: ms to wait before this request would be allowed; 0 when allowed. */
+  retryAfterMs: number
+  /** Set only when Redis could not be reached and the outage policy decided. */
+  redisError?: RateLimitRedisError
+}
+
+/**
+ * Options of `new RateLimitService(client, options)` (`rateLimit` in
+ * `RedisModule.forRoot`).
+ */
+export interface RateLimitServiceOptions {
+  /**
+   * What a call does when Redis cannot be reached: `'fail-closed'` (refuse, the
+   * default) or `'fail-open'` (allow). Either way the result says so (`redisError`).
+   */
+  onRedisError?: 'fail-closed' | 'fail-open'
 }
 
 /**

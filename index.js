@@ -836,6 +836,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.IdempotencyService = nativeBinding.IdempotencyService
+module.exports.RateLimitService = nativeBinding.RateLimitService
 module.exports.RedisClient = nativeBinding.RedisClient
 module.exports.RedisService = nativeBinding.RedisService
 module.exports.SessionService = nativeBinding.SessionService

@@ -10,6 +10,7 @@ mod idempotency_service;
 mod json;
 mod keys;
 mod options;
+mod rate_limit_service;
 mod redis_service;
 mod reply;
 mod script;
@@ -18,6 +19,7 @@ mod token_service;
 
 pub use client::RedisClient;
 pub use idempotency_service::IdempotencyService;
+pub use rate_limit_service::RateLimitService;
 pub use redis_service::RedisService;
 pub use session_service::SessionService;
 pub use token_service::TokenService;

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -89,6 +89,7 @@ export async function startRedis(
   let child: ChildProcess | undefined;
 
   const launch = async () => {
+    mkdirSync(dir, { recursive: true }); // stop() removed it; start() may follow
     child = spawn(
       'redis-server',
       [
