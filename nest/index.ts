@@ -3,10 +3,22 @@ export { type RedisModuleOptions, OPTIONS_TYPE, ASYNC_OPTIONS_TYPE } from './red
 export { REDIS_MODULE_OPTIONS } from './redis.constants';
 export { Idempotent, type IdempotentOptions } from './idempotent.decorator';
 export { IdempotencyInterceptor } from './idempotent.interceptor';
-export { IdempotencyService, RedisClient, RedisService, SessionService, TokenService } from 'nestjs-redis-native';
+export { RateLimit, type RateLimitRule } from './rate-limit.decorator';
+export { RateLimitGuard } from './rate-limit.guard';
+export {
+  IdempotencyService,
+  RateLimitService,
+  RedisClient,
+  RedisService,
+  SessionService,
+  TokenService,
+} from 'nestjs-redis-native';
 export type {
   BeginOptions,
   IdempotencyServiceOptions,
+  RateLimitOptions,
+  RateLimitResult,
+  RateLimitServiceOptions,
   ReconnectOptions,
   RedisOptions,
   SessionInfo,

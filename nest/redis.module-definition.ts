@@ -1,6 +1,7 @@
 import { ConfigurableModuleBuilder } from '@nestjs/common';
 import type {
   IdempotencyServiceOptions,
+  RateLimitServiceOptions,
   RedisOptions,
   SessionServiceOptions,
   TokenServiceOptions,
@@ -17,6 +18,8 @@ export interface RedisModuleOptions extends RedisOptions {
   sessions?: SessionServiceOptions;
   /** Options of `IdempotencyService` (and of the `@Idempotent()` interceptor's defaults). */
   idempotency?: IdempotencyServiceOptions;
+  /** Options of `RateLimitService` (and so of `@RateLimit()`). */
+  rateLimit?: RateLimitServiceOptions;
 }
 
 export const { ConfigurableModuleClass, MODULE_OPTIONS_TOKEN, OPTIONS_TYPE, ASYNC_OPTIONS_TYPE } =

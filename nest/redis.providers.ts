@@ -1,5 +1,12 @@
 import type { Provider } from '@nestjs/common';
-import { IdempotencyService, RedisClient, RedisService, SessionService, TokenService } from 'nestjs-redis-native';
+import {
+  IdempotencyService,
+  RateLimitService,
+  RedisClient,
+  RedisService,
+  SessionService,
+  TokenService,
+} from 'nestjs-redis-native';
 import { MODULE_OPTIONS_TOKEN, type RedisModuleOptions } from './redis.module-definition';
 
 /** A service class: built on the shared client, with its own options when it has any. */
@@ -20,6 +27,7 @@ export const SERVICES: ServiceEntry[] = [
   { service: TokenService, optionsKey: 'tokens' },
   { service: SessionService, optionsKey: 'sessions' },
   { service: IdempotencyService, optionsKey: 'idempotency' },
+  { service: RateLimitService, optionsKey: 'rateLimit' },
 ];
 
 const SERVICE_OPTION_KEYS = new Set<string>(SERVICES.flatMap((s) => (s.optionsKey ? [s.optionsKey] : [])));
