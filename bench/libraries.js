@@ -71,6 +71,31 @@ const libraries = {
   },
 }
 
+/** Only in the scenarios that name them (not a general-purpose client). */
+const specialists = {
+  // rate-limiter-flexible's RateLimiterRedis on ioredis (auto-pipelining): `raw` is a
+  // function of the limit options, so each scenario gets its limiter.
+  'rate-limiter-flexible': {
+    only: true,
+    async connect(url) {
+      const Redis = require('ioredis')
+      const { RateLimiterRedis } = require('rate-limiter-flexible')
+      const c = new Redis(url, { enableAutoPipelining: true, lazyConnect: true })
+      await c.connect()
+      const limiters = new Map()
+      return {
+        raw: c,
+        limiter({ limit, windowSeconds, prefix }) {
+          const id = `${prefix}:${limit}:${windowSeconds}`
+          if (!limiters.has(id)) limiters.set(id, new RateLimiterRedis({ storeClient: c, points: limit, duration: windowSeconds, keyPrefix: prefix }))
+          return limiters.get(id)
+        },
+        close: () => c.quit(),
+      }
+    },
+  },
+}
+
 function ioredis(autoPipelining) {
   return {
     async connect(url) {
@@ -92,8 +117,15 @@ function ioredis(autoPipelining) {
 /** Libraries that load on this machine (an optional peer that fails to load is skipped). */
 function available() {
   const out = {}
-  for (const [name, lib] of Object.entries(libraries)) {
-    const mod = { 'ioredis (auto-pipelining)': 'ioredis', ioredis: 'ioredis', 'node-redis': 'redis', 'valkey-glide': '@valkey/valkey-glide', 'nestjs-redis-native': '..' }[name]
+  for (const [name, lib] of Object.entries({ ...libraries, ...specialists })) {
+    const mod = {
+      'ioredis (auto-pipelining)': 'ioredis',
+      ioredis: 'ioredis',
+      'node-redis': 'redis',
+      'valkey-glide': '@valkey/valkey-glide',
+      'nestjs-redis-native': '..',
+      'rate-limiter-flexible': 'rate-limiter-flexible',
+    }[name]
     try {
       require(mod)
       out[name] = lib

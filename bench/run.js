@@ -85,7 +85,7 @@ async function measure(lib, name, scenario, calls) {
 function summarize(rounds) {
   const pick = (k) => rounds.map((r) => r[k]).filter((v) => v !== null)
   const out = {}
-  for (const k of ['opsPerSec', 'p50Us', 'p99Us', 'cpuProcessUsPerOp', 'cpuMainUsPerOp']) {
+  for (const k of ['opsPerSec', 'p50Us', 'p99Us', 'cpuProcessUsPerOp', 'cpuMainUsPerOp', 'serverUsPerOp']) {
     const xs = pick(k)
     out[k] = xs.length ? { median: median(xs), min: Math.min(...xs), max: Math.max(...xs) } : null
   }
@@ -136,6 +136,16 @@ async function main() {
   const libFilter = only('BENCH_LIBS')
   const scenarioFilter = only('BENCH_ONLY')
   const libNames = Object.keys(allLibraries).filter((n) => !libFilter || libFilter.includes(n))
+  // Redis's own CPU per operation, from INFO commandstats around each measurement
+  const { RedisClient, RedisService } = require('..')
+  const adminClient = await RedisClient.connect({ url })
+  const admin = new RedisService(adminClient)
+  const serverUsec = async () => {
+    const info = String(await admin.command('INFO', ['commandstats']))
+    let usec = 0
+    for (const m of info.matchAll(/^cmdstat_(\w+):calls=\d+,usec=(\d+)/gm)) if (m[1] !== 'info' && m[1] !== 'config') usec += Number(m[2])
+    return usec
+  }
   const scenarios = allScenarios.filter((s) => !scenarioFilter || scenarioFilter.includes(s.id))
 
   const log = (s) => process.stderr.write(`${s}\n`)
@@ -145,7 +155,7 @@ async function main() {
 
   const results = []
   for (const scenario of scenarios) {
-    const names = libNames.filter((n) => !scenario.libraries || scenario.libraries.includes(n))
+    const names = libNames.filter((n) => (scenario.libraries ? scenario.libraries.includes(n) : !allLibraries[n].only))
     const calls = Math.max(1, Math.round(scenario.calls * SCALE))
     for (const name of names) {
       if (scenario.prepare) await scenario.prepare(adapters[name], name)
@@ -155,7 +165,12 @@ async function main() {
     for (let r = 0; r < ROUNDS; r++) {
       // interleaved, and a different library goes first each round
       const order = names.map((_, i) => names[(i + r) % names.length])
-      for (const name of order) rounds[name].push(await measure(adapters[name], name, scenario, calls))
+      for (const name of order) {
+        await admin.command('CONFIG', ['RESETSTAT'])
+        const m = await measure(adapters[name], name, scenario, calls)
+        m.serverUsPerOp = (await serverUsec()) / (calls * (scenario.opsPerCall || 1))
+        rounds[name].push(m)
+      }
     }
     const summary = Object.fromEntries(names.map((n) => [n, summarize(rounds[n])]))
     const ours = summary[OURS]
@@ -175,6 +190,7 @@ async function main() {
     log(`bench: ${scenario.id} done`)
   }
 
+  await adminClient.close()
   const ceiling = redisBenchmark(url)
   for (const a of Object.values(adapters)) await a.close()
   if (server) await server.stop()
@@ -216,9 +232,10 @@ async function main() {
       fmt.us(m.p99Us.median),
       m.cpuMainUsPerOp ? fmt.us(m.cpuMainUsPerOp.median) : '–',
       fmt.us(m.cpuProcessUsPerOp.median),
+      m.serverUsPerOp ? fmt.us(m.serverUsPerOp.median) : '–',
       name === OURS ? '' : s.ratios[name] ? `${fmt.ratio(s.ratios[name].opsPerSec)} / ${fmt.ratio(s.ratios[name].cpuMainPerOp)}` : '',
     ])
-    console.log(table(['library', 'ops/s', 'p50 µs', 'p99 µs', 'main-thread CPU µs/op', 'process CPU µs/op', 'ours vs it: ops/s / main CPU'], rows))
+    console.log(table(['library', 'ops/s', 'p50 µs', 'p99 µs', 'main-thread CPU µs/op', 'process CPU µs/op', 'Redis CPU µs/op', 'ours vs it: ops/s / main CPU'], rows))
   }
   const c = ceiling
   const rb = (x, t) => (x && x[t] ? `${fmt.ops(x[t].rps)} ops/s, p50 ${fmt.us(x[t].p50_latency_ms * 1000)} µs` : '–')

@@ -90,4 +90,33 @@ scenarios.push(
   },
 )
 
+// Rate limiting: RateLimitService.consume (each algorithm) against rate-limiter-flexible's
+// RateLimiterRedis on ioredis, 1,000 keys, 100 in flight. Limits high enough that every
+// call is allowed (the common case), so both do the same work per call.
+const RLF = 'rate-limiter-flexible'
+const RATE_KEYS = 1000
+function limiterOf(lib) {
+  const { RateLimitService } = require('..')
+  lib.limiter ??= new RateLimitService(lib.client)
+  return lib.limiter
+}
+for (const [algorithm, label] of [
+  ['sliding-window', 'sliding window (default)'],
+  ['fixed-window', 'fixed window'],
+  ['token-bucket', 'token bucket'],
+]) {
+  const options = { limit: 1000, windowSeconds: 1, algorithm }
+  scenarios.push({
+    id: `ratelimit-${algorithm}`,
+    title: `RateLimitService.consume, ${label}, 1000 keys, limit 1000/s, 100 in flight (vs rate-limiter-flexible)`,
+    inFlight: 100,
+    calls: 50000,
+    libraries: [OURS, RLF],
+    call: {
+      [OURS]: (lib, i) => limiterOf(lib).consume(`bench:${algorithm}:${i % RATE_KEYS}`, options),
+      [RLF]: (lib, i) => lib.limiter({ limit: options.limit, windowSeconds: options.windowSeconds, prefix: `bench-rlf-${algorithm}` }).consume(`k${i % RATE_KEYS}`),
+    },
+  })
+}
+
 module.exports = { scenarios, key, VALUE, KEYS }

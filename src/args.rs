@@ -277,6 +277,9 @@ pub fn options_object(
   let Some(v) = v.filter(|v| !matches!(type_of(v), ValueType::Undefined | ValueType::Null)) else {
     return Ok(serde_json::Map::new());
   };
+  if let Some(map) = known_properties(v, what, known)? {
+    return Ok(map);
+  }
   match json_value(v, what)? {
     serde_json::Value::Object(map) => {
       if let Some(k) = map.keys().find(|k| !known.contains(&k.as_str())) {
@@ -289,6 +292,63 @@ pub fn options_object(
     }
     _ => Err(RnError::invalid(format!("{what} must be an object"))),
   }
+}
+
+/// The fast path of `options_object` (it runs on every call of a hot method): reads the
+/// known properties by name; `None` when the object has others (or is not a plain
+/// object), so the slow path can name the unknown one.
+fn known_properties(
+  v: &Unknown,
+  what: &str,
+  known: &[&str],
+) -> RnResult<Option<serde_json::Map<String, serde_json::Value>>> {
+  if type_of(v) != ValueType::Object {
+    return Ok(None);
+  }
+  let raw_env = v_env(v);
+  let obj = v_raw(v);
+  let mut special = false;
+  unsafe { sys::napi_is_array(raw_env, obj, &mut special) };
+  if special {
+    return Ok(None);
+  }
+  unsafe { sys::napi_is_buffer(raw_env, obj, &mut special) };
+  if special {
+    return Ok(None);
+  }
+  let mut names = std::ptr::null_mut();
+  let mut count = 0u32;
+  unsafe {
+    if sys::napi_get_property_names(raw_env, obj, &mut names) != sys::Status::napi_ok
+      || sys::napi_get_array_length(raw_env, names, &mut count) != sys::Status::napi_ok
+    {
+      return Ok(None);
+    }
+  }
+  let mut map = serde_json::Map::new();
+  let mut seen = 0u32;
+  for name in known {
+    let Ok(cname) = std::ffi::CString::new(*name) else {
+      continue;
+    };
+    let mut present = false;
+    unsafe { sys::napi_has_named_property(raw_env, obj, cname.as_ptr(), &mut present) };
+    if !present {
+      continue;
+    }
+    seen += 1;
+    let mut item = std::ptr::null_mut();
+    unsafe { sys::napi_get_named_property(raw_env, obj, cname.as_ptr(), &mut item) };
+    let item = unsafe { Unknown::from_raw_unchecked(raw_env, item) };
+    if type_of(&item) == ValueType::Undefined {
+      continue;
+    }
+    map.insert(
+      (*name).to_string(),
+      json_value_at(&item, &format!("{what}.{name}"), 1)?,
+    );
+  }
+  Ok((seen == count).then_some(map))
 }
 
 /// An optional positive number of seconds from an options object (`null` = not given).

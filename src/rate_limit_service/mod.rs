@@ -155,6 +155,13 @@ fn number(v: &Value) -> f64 {
   }
 }
 
+fn now_ms() -> f64 {
+  std::time::SystemTime::now()
+    .duration_since(std::time::UNIX_EPOCH)
+    .map(|d| d.as_millis() as f64)
+    .unwrap_or(0.0)
+}
+
 /// Errors that mean "Redis is not there": the outage policy decides them.
 fn is_outage(e: &RnError) -> bool {
   matches!(e.code, ErrorCode::RedisConnection | ErrorCode::RedisTimeout)
@@ -238,8 +245,10 @@ impl RateLimitService {
     ];
     let argv: Vec<&[u8]> = argv.iter().map(|a| a.as_bytes()).collect();
     match script.run(&conn, &[&key], &argv).await {
-      Ok(Value::Array(r)) if r.len() == 5 => {
-        let now = number(&r[4]);
+      Ok(Value::Array(r)) if r.len() == 4 => {
+        // The server decided (on its clock); the times are handed back relative to now on
+        // this machine's clock, which is what the caller will wait on.
+        let now = now_ms();
         Ok(serde_json::json!({
           "allowed": number(&r[0]) == 1.0,
           "limit": req.limit,
@@ -250,10 +259,7 @@ impl RateLimitService {
       }
       Ok(other) => Err(RnError::internal(format!("unexpected reply {other:?}"))),
       Err(e) if is_outage(&e) => {
-        let now = std::time::SystemTime::now()
-          .duration_since(std::time::UNIX_EPOCH)
-          .map(|d| d.as_millis() as f64)
-          .unwrap_or(0.0);
+        let now = now_ms();
         let open = req.policy == Policy::FailOpen;
         let window = req.window.as_millis() as f64;
         Ok(serde_json::json!({

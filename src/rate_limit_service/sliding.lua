@@ -3,10 +3,9 @@
 -- entries; the key expires a window after its last request. A refused request does
 -- not count.
 -- KEYS[1] log; ARGV[1] limit; ARGV[2] window ms; ARGV[3] cost; ARGV[4] '1' consume.
--- Returns { allowed, remaining, reset in ms from now, retry after ms, now ms }
+-- Returns { allowed, remaining, reset in ms from now, retry after ms }
 local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local now = math.floor(now_us / 1000)
 local limit, window, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local window_us = window * 1000
 -- numbers past 14 digits must be formatted by hand (Lua writes them as %.14g)
@@ -33,8 +32,12 @@ if not allowed then
 end
 -- reset: when the newest entry leaves the window and the full limit is back
 local reset = 0
-local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-if newest[2] then
-  reset = math.ceil((tonumber(newest[2]) + window_us - now_us) / 1000)
+if allowed and ARGV[4] == '1' then
+  reset = window -- the newest entry is this request
+else
+  local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+  if newest[2] then
+    reset = math.ceil((tonumber(newest[2]) + window_us - now_us) / 1000)
+  end
 end
-return { allowed and 1 or 0, limit - used, reset, retry, now }
+return { allowed and 1 or 0, limit - used, reset, retry }
