@@ -136,15 +136,16 @@ async function main() {
   const libFilter = only('BENCH_LIBS')
   const scenarioFilter = only('BENCH_ONLY')
   const libNames = Object.keys(allLibraries).filter((n) => !libFilter || libFilter.includes(n))
-  // Redis's own CPU per operation, from INFO commandstats around each measurement
+  // Redis's own CPU per operation (its main thread: commands, scripts and network I/O),
+  // from INFO cpu around each measurement. (INFO commandstats would count a script's
+  // commands twice: in EVALSHA and on their own.)
   const { RedisClient, RedisService } = require('..')
   const adminClient = await RedisClient.connect({ url })
   const admin = new RedisService(adminClient)
   const serverUsec = async () => {
-    const info = String(await admin.command('INFO', ['commandstats']))
-    let usec = 0
-    for (const m of info.matchAll(/^cmdstat_(\w+):calls=\d+,usec=(\d+)/gm)) if (m[1] !== 'info' && m[1] !== 'config') usec += Number(m[2])
-    return usec
+    const info = String(await admin.command('INFO', ['cpu']))
+    const field = (name) => Number((info.match(new RegExp(`^${name}:([\\d.]+)`, 'm')) || [])[1] || 0)
+    return (field('used_cpu_user_main_thread') + field('used_cpu_sys_main_thread')) * 1e6
   }
   const scenarios = allScenarios.filter((s) => !scenarioFilter || scenarioFilter.includes(s.id))
 
@@ -166,9 +167,9 @@ async function main() {
       // interleaved, and a different library goes first each round
       const order = names.map((_, i) => names[(i + r) % names.length])
       for (const name of order) {
-        await admin.command('CONFIG', ['RESETSTAT'])
+        const server0 = await serverUsec()
         const m = await measure(adapters[name], name, scenario, calls)
-        m.serverUsPerOp = (await serverUsec()) / (calls * (scenario.opsPerCall || 1))
+        m.serverUsPerOp = ((await serverUsec()) - server0) / (calls * (scenario.opsPerCall || 1))
         rounds[name].push(m)
       }
     }

@@ -4,7 +4,7 @@
 import 'reflect-metadata';
 import { Injectable, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { IdempotencyService, RedisClient, RedisService, SessionService, TokenService } from 'nestjs-redis-native';
+import { IdempotencyService, RateLimitService, RedisClient, RedisService, SessionService, TokenService } from 'nestjs-redis-native';
 import { RedisModule } from 'nestjs-redis-native/nest';
 import { startRedis, type PrivateRedis } from '../__test__/support/redis-server';
 
@@ -59,6 +59,7 @@ class AuthFlow {
     private readonly tokens: TokenService,
     private readonly sessions: SessionService,
     private readonly idempotency: IdempotencyService,
+    private readonly limits: RateLimitService,
   ) {}
 
   async run(): Promise<void> {
@@ -78,6 +79,10 @@ class AuthFlow {
     say("destroyUserSessions('user-7')", await this.sessions.destroyUserSessions('user-7'));
     const claims = await Promise.all(Array.from({ length: 10 }, () => this.idempotency.begin('webhook:evt_1')));
     say("10 concurrent begin('webhook:evt_1') → how many 'started'", claims.filter((c) => c.state === 'started').length);
+    const attempts = await Promise.all(Array.from({ length: 12 }, () => this.limits.consume('login:ada@example.com', { limit: 5, windowSeconds: 60 })));
+    say('12 concurrent login attempts, limit 5 per minute → allowed', attempts.filter((a) => a.allowed).length);
+    const refused = attempts.find((a) => !a.allowed)!;
+    say('  a refused one: remaining, retryAfterMs', [refused.remaining, refused.retryAfterMs]);
   }
 }
 
