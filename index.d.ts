@@ -38,6 +38,43 @@ export declare class IdempotencyService {
   abandon(key: string): Promise<void>
 }
 
+/** A held lock. `release()` and `extend()` act only while this owner still holds it. */
+export declare class Lock {
+  /** The resource locked. */
+  get resource(): string
+  /** This owner's random token. */
+  get token(): string
+  /**
+   * Grows with every acquisition of the resource: pass it to the storage you protect so
+   * it can refuse writes from an owner whose lock expired meanwhile.
+   */
+  get fencingToken(): number
+  /** Releases the lock; `false` when it was no longer held by this owner (it expired). */
+  release(): Promise<boolean>
+  /**
+   * Sets the lock to expire `ttlMs` from now; `false` when it was no longer held by
+   * this owner.
+   */
+  extend(ttlMs: number): Promise<boolean>
+}
+
+/** Distributed locks: owner-checked release and extend, fencing tokens. */
+export declare class LockService {
+  /** `new LockService(client)`. */
+  constructor(client: RedisClient)
+  /**
+   * Takes the lock on `resource` for `ttlMs`, or resolves to `null` when another owner
+   * holds it (after `retryCount` more attempts, default 0).
+   */
+  acquire(resource: string, ttlMs: number, options?: AcquireOptions): Promise<Lock | null>
+  /**
+   * Runs `fn(lock)` holding the lock on `resource` and releases it afterwards, also when
+   * `fn` throws. Waits for the lock (`retryCount` default 50, `retryDelayMs` 100), then
+   * rejects with `ERR_LOCK_NOT_ACQUIRED`. Keep `fn` shorter than `ttlMs`, or `extend`.
+   */
+  withLock<T>(resource: string, ttlMs: number, fn: (lock: Lock) => T | Promise<T>, options?: AcquireOptions): Promise<T>
+}
+
 /** Rate limits, exact under concurrency. */
 export declare class RateLimitService {
   /** `new RateLimitService(client, { onRedisError? })`. */
@@ -238,6 +275,17 @@ export declare class TokenService {
   isTokenBlacklisted(token: string): Promise<boolean>
   /** Takes `token` off the blacklist. */
   removeFromBlacklist(token: string): Promise<void>
+}
+
+/** Options of `acquire` and `withLock`. */
+export interface AcquireOptions {
+  /** Further attempts when the lock is held. Default 0 for `acquire`, 50 for `withLock`. */
+  retryCount?: number
+  /**
+   * Pause between attempts, ms (a random part up to half of it is added, so waiting
+   * callers spread out). Default 100.
+   */
+  retryDelayMs?: number
 }
 
 /** Options of `begin`. */

@@ -836,6 +836,8 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.IdempotencyService = nativeBinding.IdempotencyService
+module.exports.Lock = nativeBinding.Lock
+module.exports.LockService = nativeBinding.LockService
 module.exports.RateLimitService = nativeBinding.RateLimitService
 module.exports.RedisClient = nativeBinding.RedisClient
 module.exports.RedisService = nativeBinding.RedisService

@@ -7,6 +7,8 @@ export { RateLimit, type RateLimitRule } from './rate-limit.decorator';
 export { RateLimitGuard } from './rate-limit.guard';
 export {
   IdempotencyService,
+  Lock,
+  LockService,
   RateLimitService,
   RedisClient,
   RedisService,
@@ -14,6 +16,7 @@ export {
   TokenService,
 } from 'nestjs-redis-native';
 export type {
+  AcquireOptions,
   BeginOptions,
   IdempotencyServiceOptions,
   RateLimitOptions,

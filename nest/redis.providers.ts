@@ -1,6 +1,7 @@
 import type { Provider } from '@nestjs/common';
 import {
   IdempotencyService,
+  LockService,
   RateLimitService,
   RedisClient,
   RedisService,
@@ -28,6 +29,7 @@ export const SERVICES: ServiceEntry[] = [
   { service: SessionService, optionsKey: 'sessions' },
   { service: IdempotencyService, optionsKey: 'idempotency' },
   { service: RateLimitService, optionsKey: 'rateLimit' },
+  { service: LockService },
 ];
 
 const SERVICE_OPTION_KEYS = new Set<string>(SERVICES.flatMap((s) => (s.optionsKey ? [s.optionsKey] : [])));

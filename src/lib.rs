@@ -9,6 +9,7 @@ mod error;
 mod idempotency_service;
 mod json;
 mod keys;
+mod lock_service;
 mod options;
 mod rate_limit_service;
 mod redis_service;
@@ -19,6 +20,7 @@ mod token_service;
 
 pub use client::RedisClient;
 pub use idempotency_service::IdempotencyService;
+pub use lock_service::{Lock, LockService};
 pub use rate_limit_service::RateLimitService;
 pub use redis_service::RedisService;
 pub use session_service::SessionService;
