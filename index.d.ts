@@ -9,6 +9,78 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/** One namespace of the cache: keys `<namespace>:<key>`, values JSON. */
+export declare class CacheNamespace {
+  /** The namespace's name. */
+  get name(): string
+  /**
+   * Stores `value` (JSON) at `key`, replacing what was there (and its index entries).
+   * `ttl` in seconds (default the namespace's `defaultTtl`); `indexes` lists the item
+   * under index values for `getByIndex`.
+   */
+  set(key: string, value: unknown, options?: CacheSetOptions): Promise<boolean>
+  /** The value at `key`, or `null`. */
+  get<T = unknown>(key: string): Promise<T | null>
+  /** Deletes `key` and its index entries; `true` when it existed. */
+  delete(key: string): Promise<boolean>
+  /** Whether `key` exists. */
+  exists(key: string): Promise<boolean>
+  /**
+   * Merges `partial` into the object at `key`, atomically on the server (concurrent
+   * updates of different fields all survive); keeps the expiry unless `ttl` is given.
+   * `false` when the key does not exist; `ERR_INVALID_ARGUMENT` when it holds no object.
+   */
+  update(key: string, partial: Record<string, unknown>, options?: CacheUpdateOptions): Promise<boolean>
+  /** Seconds left for `key` (fractions), `-1` without expiry, `null` when absent. */
+  getTtl(key: string): Promise<number | null>
+  /** Sets `key` to expire in `ttl` seconds (its index entries follow); `false` when absent. */
+  setTtl(key: string, ttl: number): Promise<boolean>
+  /**
+   * The items listed under index `name` = `value`, in key order of the index. Items that
+   * expired never show up (their entries are pruned here).
+   */
+  getByIndex<T = unknown>(name: string, value: string): Promise<T[]>
+  /** The keys listed under index `name` = `value`. */
+  getKeysByIndex(name: string, value: string): Promise<string[]>
+  /**
+   * Adds `amount` (a whole number, default 1) to the number at `key` and returns it; a
+   * new item gets `ttl` seconds (default the namespace's `defaultTtl`).
+   */
+  increment(key: string, amount?: number, ttl?: number): Promise<number>
+  /** The values at `keys`, in order, `null` for each missing one. */
+  mget<T = unknown>(keys: string[]): Promise<(T | null)[]>
+  /**
+   * Stores several values at once (atomically), each for `ttl` seconds (default the
+   * namespace's `defaultTtl`).
+   */
+  mset(entries: Record<string, unknown>, ttl?: number): Promise<void>
+  /**
+   * Deletes every key of this namespace only (SCAN + UNLINK in batches; glob characters
+   * in the name match literally); resolves to how many keys were deleted.
+   */
+  clear(): Promise<number>
+  /**
+   * The value at `key`; on a miss, `loader()`'s value, stored for `ttl` seconds (default
+   * the namespace's `defaultTtl`). Concurrent misses of one key in this process share
+   * one `loader` call; a loader that throws is not cached and its error reaches every
+   * caller waiting on it.
+   */
+  getOrSet<T>(key: string, loader: () => T | Promise<T>, ttl?: number): Promise<T>
+  /** Hits and misses of reads in this namespace (this process), and their ratio. */
+  stats(): CacheStats
+}
+
+/** Namespaced caches on one client: `cache.namespace('users', { defaultTtl: 900 })`. */
+export declare class CacheService {
+  /** `new CacheService(client)`. */
+  constructor(client: RedisClient)
+  /**
+   * The namespace `name` (no `:` in it): its own keys, TTL default and stats. Handles of
+   * one name share their stats.
+   */
+  namespace(name: string, options?: NamespaceOptions): CacheNamespace
+}
+
 /** Duplicate-work protection: processed-event markers and exactly-once execution. */
 export declare class IdempotencyService {
   /** `new IdempotencyService(client, { namespace?, lockTtl?, resultTtl? })`. */
@@ -301,6 +373,31 @@ export interface BeginOptions {
   fingerprint?: string
 }
 
+/** Options of `set`. */
+export interface CacheSetOptions {
+  /** Seconds; default the namespace's `defaultTtl`. */
+  ttl?: number
+  /**
+   * Index name → value: the item is found by `getByIndex(name, value)` until it is
+   * deleted, replaced or expires.
+   */
+  indexes?: Record<string, string>
+}
+
+/** Hits and misses of `get` (and `getOrSet`) in one namespace. */
+export interface CacheStats {
+  hits: number
+  misses: number
+  /** hits / (hits + misses); 0 before any read. */
+  hitRatio: number
+}
+
+/** Options of `update`. */
+export interface CacheUpdateOptions {
+  /** A new TTL in seconds; without it the item keeps its expiry. */
+  ttl?: number
+}
+
 /**
  * Options of `new IdempotencyService(client, options)` (`idempotency` in
  * `RedisModule.forRoot`).
@@ -318,6 +415,12 @@ export interface IdempotencyServiceOptions {
    * Default 86400.
    */
   resultTtl?: number
+}
+
+/** Options of `cache.namespace(name, options)`. */
+export interface NamespaceOptions {
+  /** TTL in seconds of items set without one. Default: no expiry. */
+  defaultTtl?: number
 }
 
 /** Options of `consume` and `status`. */

@@ -835,6 +835,8 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.CacheNamespace = nativeBinding.CacheNamespace
+module.exports.CacheService = nativeBinding.CacheService
 module.exports.IdempotencyService = nativeBinding.IdempotencyService
 module.exports.Lock = nativeBinding.Lock
 module.exports.LockService = nativeBinding.LockService

@@ -6,6 +6,8 @@ export { IdempotencyInterceptor } from './idempotent.interceptor';
 export { RateLimit, type RateLimitRule } from './rate-limit.decorator';
 export { RateLimitGuard } from './rate-limit.guard';
 export {
+  CacheNamespace,
+  CacheService,
   IdempotencyService,
   Lock,
   LockService,
@@ -18,7 +20,11 @@ export {
 export type {
   AcquireOptions,
   BeginOptions,
+  CacheSetOptions,
+  CacheStats,
+  CacheUpdateOptions,
   IdempotencyServiceOptions,
+  NamespaceOptions,
   RateLimitOptions,
   RateLimitResult,
   RateLimitServiceOptions,

@@ -1,5 +1,6 @@
 import type { Provider } from '@nestjs/common';
 import {
+  CacheService,
   IdempotencyService,
   LockService,
   RateLimitService,
@@ -30,6 +31,7 @@ export const SERVICES: ServiceEntry[] = [
   { service: IdempotencyService, optionsKey: 'idempotency' },
   { service: RateLimitService, optionsKey: 'rateLimit' },
   { service: LockService },
+  { service: CacheService },
 ];
 
 const SERVICE_OPTION_KEYS = new Set<string>(SERVICES.flatMap((s) => (s.optionsKey ? [s.optionsKey] : [])));

@@ -2,12 +2,14 @@
 //! nestjs-redis-native: Redis for NestJS and Node, in Rust.
 
 mod args;
+mod cache_service;
 mod client;
 mod completion;
 mod connection;
 mod error;
 mod idempotency_service;
 mod json;
+mod json_fields;
 mod keys;
 mod lock_service;
 mod options;
@@ -18,6 +20,7 @@ mod script;
 mod session_service;
 mod token_service;
 
+pub use cache_service::{CacheNamespace, CacheService};
 pub use client::RedisClient;
 pub use idempotency_service::IdempotencyService;
 pub use lock_service::{Lock, LockService};

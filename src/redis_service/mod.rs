@@ -651,25 +651,7 @@ impl RedisService {
     complete_with(
       env,
       args::key(&pattern, "pattern"),
-      move |pattern| async move {
-        let mut batches: Vec<Vec<String>> = Vec::new();
-        let mut deleted = 0i64;
-        // Collect a batch per SCAN step, unlink it before scanning further.
-        let full = pattern.clone();
-        let mut pending: Vec<String> = Vec::new();
-        Self::scan(&conn, &full, None, |batch| batches.push(batch)).await?;
-        for batch in batches {
-          pending.extend(batch);
-          while pending.len() >= SCAN_COUNT {
-            let chunk: Vec<String> = pending.drain(..SCAN_COUNT).collect();
-            deleted += unlink(&conn, &chunk).await?;
-          }
-        }
-        if !pending.is_empty() {
-          deleted += unlink(&conn, &pending).await?;
-        }
-        Ok(deleted)
-      },
+      move |pattern| async move { delete_matching(&conn, &pattern).await },
     )
   }
 
@@ -747,6 +729,48 @@ impl RedisService {
       conn.exec(&redis::cmd("PING")).await?;
       Ok(start.elapsed().as_secs_f64() * 1000.0)
     })
+  }
+}
+
+/// Deletes every key matching the glob `pattern` (the client's prefix applied): SCAN
+/// steps, each step's keys unlinked before the next (never KEYS, never everything in
+/// memory at once). Resolves to how many keys were deleted. `RedisService.deletePattern`
+/// and `CacheNamespace.clear` both use it.
+pub async fn delete_matching(conn: &Connection, pattern: &str) -> RnResult<i64> {
+  let full = conn.pattern(pattern);
+  let mut cursor = "0".to_string();
+  let mut deleted = 0;
+  loop {
+    let mut cmd = redis::cmd("SCAN");
+    cmd
+      .arg(&cursor)
+      .arg("MATCH")
+      .arg(&full)
+      .arg("COUNT")
+      .arg(SCAN_COUNT);
+    let Value::Array(mut parts) = conn.exec(&cmd).await? else {
+      return Err(RnError::internal("unexpected SCAN reply"));
+    };
+    let batch = parts.pop().unwrap_or(Value::Nil);
+    cursor = match parts.pop() {
+      Some(Value::BulkString(c)) => String::from_utf8_lossy(&c).into_owned(),
+      _ => return Err(RnError::internal("unexpected SCAN cursor")),
+    };
+    if let Value::Array(keys) = batch {
+      let keys: Vec<String> = keys
+        .into_iter()
+        .filter_map(|k| match k {
+          Value::BulkString(k) => Some(String::from_utf8_lossy(&k).into_owned()),
+          _ => None,
+        })
+        .collect();
+      if !keys.is_empty() {
+        deleted += unlink(conn, &keys).await?;
+      }
+    }
+    if cursor == "0" {
+      return Ok(deleted);
+    }
   }
 }
 

@@ -11,22 +11,21 @@
 //! - `session-online`: sorted set of user ids by last activity (ms), pruned to the online
 //!   window on every write.
 
-use std::collections::BTreeMap;
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use napi::bindgen_prelude::{PromiseRaw, Unknown};
-use napi::{Env, ValueType};
+use napi::Env;
 use napi_derive::napi;
 use redis::Value;
-use serde_json::value::RawValue;
 
 use crate::args;
 use crate::client::connection_of;
 use crate::completion::{complete_with, js_error};
 use crate::connection::Connection;
 use crate::error::{RnError, RnResult};
-use crate::json::{self, JsonText};
+use crate::json::JsonText;
+use crate::json_fields::{self, ObjectFields};
 use crate::script::LuaScript;
 
 macro_rules! script {
@@ -82,19 +81,13 @@ pub struct SessionService {
 
 /// Session data checked and split into fields: each top-level field as its JSON text.
 struct Fields {
-  fields: BTreeMap<String, Box<RawValue>>,
+  fields: ObjectFields,
   /// The `userId` field: `None` absent, `Some(None)` null, `Some(Some(id))` set.
   user: Option<Option<String>>,
 }
 
 fn fields(env: &Env, data: &Unknown, what: &str) -> RnResult<Fields> {
-  let is_object = data.get_type().ok() == Some(ValueType::Object) && !is_array(data);
-  if !is_object {
-    return Err(RnError::invalid(format!("{what} must be an object")));
-  }
-  let text = json::stringify(env, data)?;
-  let fields: BTreeMap<String, Box<RawValue>> = serde_json::from_str(&text)
-    .map_err(|_| RnError::invalid(format!("{what} must serialize to a JSON object")))?;
+  let fields = json_fields::object_fields(env, data, what)?;
   let user = match fields.get("userId").map(|v| v.get()) {
     None => None,
     Some("null") => Some(None),
@@ -109,13 +102,6 @@ fn fields(env: &Env, data: &Unknown, what: &str) -> RnResult<Fields> {
     },
   };
   Ok(Fields { fields, user })
-}
-
-fn is_array(v: &Unknown) -> bool {
-  use napi::JsValue;
-  let mut result = false;
-  unsafe { napi::sys::napi_is_array(v.value().env, v.raw(), &mut result) };
-  result
 }
 
 fn ms(d: Duration) -> String {
@@ -178,15 +164,6 @@ impl SessionService {
 
   fn online_key(&self) -> String {
     self.conn.key("session-online")
-  }
-
-  fn field_args(fields: BTreeMap<String, Box<RawValue>>) -> Vec<Vec<u8>> {
-    let mut out = Vec::with_capacity(fields.len() * 2);
-    for (k, v) in fields {
-      out.push(k.into_bytes());
-      out.push(v.get().as_bytes().to_vec());
-    }
-    out
   }
 }
 
@@ -252,7 +229,7 @@ impl SessionService {
         self.session_key("").into_bytes(),
         self.index_key("").into_bytes(),
       ];
-      argv.extend(Self::field_args(f.fields));
+      argv.extend(json_fields::field_args("", f.fields));
       Ok((keys, argv))
     })();
     let conn = self.conn.clone();
@@ -285,26 +262,7 @@ impl SessionService {
       if items.is_empty() {
         return Ok(None);
       }
-      let mut text = String::from("{");
-      let mut first = true;
-      for pair in items.chunks(2) {
-        let (Value::BulkString(field), Some(Value::BulkString(value))) = (&pair[0], pair.get(1))
-        else {
-          continue;
-        };
-        let Some(name) = field.strip_prefix(b"d:") else {
-          continue;
-        };
-        if !first {
-          text.push(',');
-        }
-        first = false;
-        let name = String::from_utf8_lossy(name);
-        text.push_str(&serde_json::to_string(&name).unwrap_or_default());
-        text.push(':');
-        text.push_str(&String::from_utf8_lossy(value));
-      }
-      text.push('}');
+      let text = json_fields::assemble(&items, b"d:");
       Ok(Some(JsonText(text)))
     })
   }
@@ -423,7 +381,7 @@ impl SessionService {
         mode.as_bytes().to_vec(),
         user.into_bytes(),
       ];
-      argv.extend(Self::field_args(f.fields));
+      argv.extend(json_fields::field_args("", f.fields));
       Ok((key, argv))
     })();
     let conn = self.conn.clone();
