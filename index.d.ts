@@ -183,6 +183,14 @@ export declare class RedisClient {
   close(): Promise<void>
   /** True once `close()` was called. */
   get isClosed(): boolean
+  /** Counters and latency percentiles of this client's commands since it connected. */
+  metrics(): ClientMetrics
+  /**
+   * Checks the server: `{ status: 'up', latencyMs, serverVersion, mode, role,
+   * uptimeSeconds, connectedClients, usedMemoryBytes }`, or `{ status: 'down', error }`.
+   * Never rejects: a health check reports an outage, it does not throw it.
+   */
+  health(): Promise<ClientHealth>
   /** The key prefix this client applies (empty when none). */
   get keyPrefix(): string
 }
@@ -398,6 +406,39 @@ export interface CacheUpdateOptions {
   ttl?: number
 }
 
+/** `client.health()`: whether the server answers, and what it is. */
+export interface ClientHealth {
+  status: 'up' | 'down'
+  /** PING round trip, ms (when up). */
+  latencyMs?: number
+  serverVersion?: string
+  /** `standalone`, `cluster` or `sentinel`. */
+  mode?: string
+  /** `master` or `slave`. */
+  role?: string
+  uptimeSeconds?: number
+  connectedClients?: number
+  usedMemoryBytes?: number
+  /** Why it is down: `{ code, message }`. */
+  error?: { code: string; message: string }
+}
+
+/** `client.metrics()`: this client's commands since it connected. */
+export interface ClientMetrics {
+  /** Commands sent (a pipeline counts each of its commands). */
+  commands: number
+  /** Commands that failed (server errors, lost connections, timeouts). */
+  errors: number
+  /** Commands that got no reply within `commandTimeoutMs`. */
+  timeouts: number
+  /** Times the connection was re-established after a loss. */
+  reconnects: number
+  /** Calls waiting for a reply right now. */
+  inFlight: number
+  /** Latency from sending to the reply, µs: median, 99th percentile (±10%) and maximum. */
+  latencyUs: LatencyUs
+}
+
 /**
  * Options of `new IdempotencyService(client, options)` (`idempotency` in
  * `RedisModule.forRoot`).
@@ -415,6 +456,12 @@ export interface IdempotencyServiceOptions {
    * Default 86400.
    */
   resultTtl?: number
+}
+
+export interface LatencyUs {
+  p50: number
+  p99: number
+  max: number
 }
 
 /** Options of `cache.namespace(name, options)`. */

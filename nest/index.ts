@@ -5,6 +5,7 @@ export { Idempotent, type IdempotentOptions } from './idempotent.decorator';
 export { IdempotencyInterceptor } from './idempotent.interceptor';
 export { RateLimit, type RateLimitRule } from './rate-limit.decorator';
 export { RateLimitGuard } from './rate-limit.guard';
+export { RedisHealthIndicator, type RedisHealthIndicatorResult } from './redis.health';
 export {
   CacheNamespace,
   CacheService,
@@ -19,6 +20,8 @@ export {
 } from 'nestjs-redis-native';
 export type {
   AcquireOptions,
+  ClientHealth,
+  ClientMetrics,
   BeginOptions,
   CacheSetOptions,
   CacheStats,

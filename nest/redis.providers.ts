@@ -9,6 +9,7 @@ import {
   SessionService,
   TokenService,
 } from 'nestjs-redis-native';
+import { RedisHealthIndicator } from './redis.health';
 import { MODULE_OPTIONS_TOKEN, type RedisModuleOptions } from './redis.module-definition';
 
 /** A service class: built on the shared client, with its own options when it has any. */
@@ -58,6 +59,6 @@ function serviceProvider({ service, optionsKey }: ServiceEntry): Provider {
   };
 }
 
-export const REDIS_PROVIDERS: Provider[] = [clientProvider, ...SERVICES.map(serviceProvider)];
+export const REDIS_PROVIDERS: Provider[] = [clientProvider, ...SERVICES.map(serviceProvider), RedisHealthIndicator];
 
-export const REDIS_EXPORTS = [RedisClient, ...SERVICES.map((s) => s.service)];
+export const REDIS_EXPORTS = [RedisClient, ...SERVICES.map((s) => s.service), RedisHealthIndicator];

@@ -11,6 +11,7 @@ use crate::args;
 use crate::completion::{complete, reject};
 use crate::connection::Connection;
 use crate::error::RnError;
+use crate::json::JsonText;
 use crate::options::parse_options;
 
 /// A connection to Redis, shared by every service built on it.
@@ -61,11 +62,121 @@ impl RedisClient {
     self.conn.is_closed()
   }
 
+  /// Counters and latency percentiles of this client's commands since it connected.
+  #[napi]
+  pub fn metrics(&self) -> ClientMetrics {
+    let m = self.conn.metrics();
+    ClientMetrics {
+      commands: m.commands as f64,
+      errors: m.errors as f64,
+      timeouts: m.timeouts as f64,
+      reconnects: m.reconnects as f64,
+      in_flight: m.in_flight as f64,
+      latency_us: LatencyUs {
+        p50: m.p50_us,
+        p99: m.p99_us,
+        max: m.max_us,
+      },
+    }
+  }
+
+  /// Checks the server: `{ status: 'up', latencyMs, serverVersion, mode, role,
+  /// uptimeSeconds, connectedClients, usedMemoryBytes }`, or `{ status: 'down', error }`.
+  /// Never rejects: a health check reports an outage, it does not throw it.
+  #[napi(ts_return_type = "Promise<ClientHealth>")]
+  pub fn health<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, JsonText>> {
+    let conn = self.conn.clone();
+    complete(env, async move {
+      let started = std::time::Instant::now();
+      let checked = async {
+        conn.exec(&redis::cmd("PING")).await?;
+        let latency = started.elapsed().as_secs_f64() * 1000.0;
+        let info = match conn.exec(&redis::cmd("INFO")).await? {
+          redis::Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+          redis::Value::VerbatimString { text, .. } => text,
+          _ => String::new(),
+        };
+        Ok::<_, RnError>((latency, info))
+      };
+      let out = match checked.await {
+        Ok((latency, info)) => {
+          let field = |name: &str| {
+            info
+              .lines()
+              .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
+              .map(|v| v.trim().to_string())
+          };
+          let number = |name: &str| field(name).and_then(|v| v.parse::<f64>().ok());
+          serde_json::json!({
+            "status": "up",
+            "latencyMs": latency,
+            "serverVersion": field("redis_version"),
+            "mode": field("redis_mode"),
+            "role": field("role"),
+            "uptimeSeconds": number("uptime_in_seconds"),
+            "connectedClients": number("connected_clients"),
+            "usedMemoryBytes": number("used_memory"),
+          })
+        }
+        Err(e) => serde_json::json!({
+          "status": "down",
+          "error": { "code": e.code.as_str(), "message": e.message },
+        }),
+      };
+      Ok(JsonText(out.to_string()))
+    })
+  }
+
   /// The key prefix this client applies (empty when none).
   #[napi(getter)]
   pub fn key_prefix(&self) -> String {
     self.conn.prefix().to_string()
   }
+}
+
+/// `client.metrics()`: this client's commands since it connected.
+#[napi(object)]
+pub struct ClientMetrics {
+  /// Commands sent (a pipeline counts each of its commands).
+  pub commands: f64,
+  /// Commands that failed (server errors, lost connections, timeouts).
+  pub errors: f64,
+  /// Commands that got no reply within `commandTimeoutMs`.
+  pub timeouts: f64,
+  /// Times the connection was re-established after a loss.
+  pub reconnects: f64,
+  /// Calls waiting for a reply right now.
+  pub in_flight: f64,
+  /// Latency from sending to the reply, µs: median, 99th percentile (±10%) and maximum.
+  pub latency_us: LatencyUs,
+}
+
+#[napi(object)]
+pub struct LatencyUs {
+  pub p50: f64,
+  pub p99: f64,
+  pub max: f64,
+}
+
+/// `client.health()`: whether the server answers, and what it is.
+#[allow(dead_code)] // built as JSON; this struct declares its TypeScript type
+#[napi(object)]
+pub struct ClientHealth {
+  #[napi(ts_type = "'up' | 'down'")]
+  pub status: String,
+  /// PING round trip, ms (when up).
+  pub latency_ms: Option<f64>,
+  pub server_version: Option<String>,
+  /// `standalone`, `cluster` or `sentinel`.
+  pub mode: Option<String>,
+  /// `master` or `slave`.
+  pub role: Option<String>,
+  pub uptime_seconds: Option<f64>,
+  pub connected_clients: Option<f64>,
+  pub used_memory_bytes: Option<f64>,
+  /// Why it is down: `{ code, message }`.
+  #[napi(ts_type = "{ code: string; message: string }")]
+  pub error: Option<serde_json::Value>,
 }
 
 /// The connection of the `RedisClient` handed to a service constructor.

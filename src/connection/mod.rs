@@ -6,9 +6,12 @@
 //! any service or public API changing: services only build `redis::Cmd`s and call
 //! `exec` / `exec_pipeline`.
 
+mod metrics;
 mod standalone;
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use redis::{Cmd, Pipeline, Value};
 
@@ -16,6 +19,7 @@ use crate::error::{RnError, RnResult};
 use crate::keys::{self, KeyTable};
 use crate::options::ClientConfig;
 
+pub use metrics::{Metrics, Snapshot};
 pub use standalone::Standalone;
 
 /// The server (or servers) commands go to.
@@ -55,6 +59,7 @@ struct Inner {
   /// Key positions of each command, read from the server (COMMAND) the first time a raw
   /// command needs its keys prefixed.
   key_table: tokio::sync::OnceCell<KeyTable>,
+  metrics: Arc<Metrics>,
 }
 
 /// A handle on the client's connection, shared by every service built on the client.
@@ -67,12 +72,14 @@ impl Connection {
   /// Connects and verifies the server (PING) within `connect_timeout`.
   pub async fn open(config: ClientConfig) -> RnResult<Connection> {
     let prefix: Arc<str> = Arc::from(config.key_prefix.as_str());
-    let backend = Backend::Standalone(Standalone::connect(config).await?);
+    let metrics = Arc::new(Metrics::default());
+    let backend = Backend::Standalone(Standalone::connect(config, metrics.clone()).await?);
     Ok(Connection {
       inner: Arc::new(Inner {
         backend,
         prefix,
         key_table: tokio::sync::OnceCell::new(),
+        metrics,
       }),
     })
   }
@@ -98,10 +105,30 @@ impl Connection {
 
   /// Sends one command; a server error reply becomes `ERR_REDIS_COMMAND`.
   pub async fn exec(&self, cmd: &Cmd) -> RnResult<Value> {
-    match self.inner.backend.exec(cmd).await? {
-      Value::ServerError(e) => Err(RnError::from(redis::RedisError::from(e))),
-      v => Ok(v),
-    }
+    let started = self.started();
+    let result = match self.inner.backend.exec(cmd).await {
+      Ok(Value::ServerError(e)) => Err(RnError::from(redis::RedisError::from(e))),
+      other => other,
+    };
+    self.finished(started, 1, result.as_ref().err());
+    result
+  }
+
+  fn started(&self) -> Instant {
+    self.inner.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+    Instant::now()
+  }
+
+  fn finished(&self, started: Instant, count: u64, error: Option<&RnError>) {
+    let m = &self.inner.metrics;
+    m.in_flight.fetch_sub(1, Ordering::Relaxed);
+    let timeout = error.is_some_and(|e| e.code == crate::error::ErrorCode::RedisTimeout);
+    m.record(count, started.elapsed(), error.is_some(), timeout);
+  }
+
+  /// Counters and latency percentiles of this client's commands.
+  pub fn metrics(&self) -> Snapshot {
+    self.inner.metrics.snapshot()
   }
 
   /// Sends commands in one round trip. Replies come back in order; a command that failed
@@ -110,7 +137,10 @@ impl Connection {
     if count == 0 {
       return Ok(Vec::new());
     }
-    self.inner.backend.exec_pipeline(pipe, count).await
+    let started = self.started();
+    let result = self.inner.backend.exec_pipeline(pipe, count).await;
+    self.finished(started, count as u64, result.as_ref().err());
+    result
   }
 
   pub fn close(&self) {

@@ -44,6 +44,7 @@ struct Shared {
   closed: AtomicBool,
   /// Wakes the background tasks when the client closes.
   shutdown: Notify,
+  metrics: Arc<super::Metrics>,
 }
 
 pub struct Standalone {
@@ -66,7 +67,7 @@ enum Job {
 }
 
 impl Standalone {
-  pub async fn connect(config: ClientConfig) -> RnResult<Standalone> {
+  pub async fn connect(config: ClientConfig, metrics: Arc<super::Metrics>) -> RnResult<Standalone> {
     let client = build_client(&config)?;
     let shared = Arc::new(Shared {
       config,
@@ -75,6 +76,7 @@ impl Standalone {
       generation: AtomicU64::new(0),
       closed: AtomicBool::new(false),
       shutdown: Notify::new(),
+      metrics,
     });
     let conn = open(&shared).await?;
     *shared.state.write().unwrap_or_else(|e| e.into_inner()) = State::Connected {
@@ -370,6 +372,7 @@ async fn reconnect(weak: Weak<Shared>) {
           conn,
           generation: shared.generation.load(Ordering::SeqCst),
         };
+        shared.metrics.reconnects.fetch_add(1, Ordering::Relaxed);
         return;
       }
       Err(e) => {
