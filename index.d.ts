@@ -147,6 +147,30 @@ export declare class LockService {
   withLock<T>(resource: string, ttlMs: number, fn: (lock: Lock) => T | Promise<T>, options?: AcquireOptions): Promise<T>
 }
 
+/** Publish and subscribe. */
+export declare class PubSubService {
+  /** `new PubSubService(client)`. */
+  constructor(client: RedisClient)
+  /**
+   * Publishes `message` (text, or any other value as JSON) on `channel`; resolves to how
+   * many subscribers received it.
+   */
+  publish(channel: string, message: string | object): Promise<number>
+  /**
+   * Calls `handler(message, channel)` for every message on `channel`, until
+   * `unsubscribe()`. With `{ json: true }` the handler gets the parsed JSON. A handler
+   * that throws does not end the subscription; after a lost connection the subscription
+   * is restored by itself (messages published meanwhile are not delivered: pub/sub keeps
+   * none).
+   */
+  subscribe(channel: string, handler: (message: any, channel: string) => unknown, options?: SubscribeOptions): Promise<Subscription>
+  /**
+   * Like `subscribe`, for every channel matching the glob `pattern`; the handler gets
+   * `(message, channel, pattern)`.
+   */
+  psubscribe(pattern: string, handler: (message: any, channel: string, pattern: string) => unknown, options?: SubscribeOptions): Promise<Subscription>
+}
+
 /** Rate limits, exact under concurrency. */
 export declare class RateLimitService {
   /** `new RateLimitService(client, { onRedisError? })`. */
@@ -316,6 +340,19 @@ export declare class SessionService {
   isUserOnline(userId: string): Promise<boolean>
   /** The users active within `onlineWindowSeconds`. */
   getOnlineUsers(): Promise<string[]>
+}
+
+/** A live subscription; `unsubscribe()` ends it. */
+export declare class Subscription {
+  /** The channel, or the pattern for `psubscribe`. */
+  get channel(): string
+  /** Whether this is a pattern subscription. */
+  get pattern(): boolean
+  /**
+   * Ends the subscription (the last one of a channel unsubscribes it on the server).
+   * Unsubscribing twice is harmless.
+   */
+  unsubscribe(): Promise<void>
 }
 
 /** Refresh tokens and a token blacklist, stored hashed. */
@@ -586,6 +623,20 @@ export interface SessionServiceOptions {
    * touch). Default 300.
    */
   onlineWindowSeconds?: number
+}
+
+/** Options of `subscribe` / `psubscribe`. */
+export interface SubscribeOptions {
+  /**
+   * Hand the handler `JSON.parse(message)` instead of the text (a message that is not
+   * JSON goes to `onError`).
+   */
+  json?: boolean
+  /**
+   * Called when the handler throws or rejects (default: a process warning). The
+   * subscription goes on either way.
+   */
+  onError?: (error: unknown, channel: string) => void
 }
 
 /** TLS settings. PEM text (string or Buffer) for `ca`, `cert` and `key`. */

@@ -5,8 +5,18 @@ import { after, before, describe, it } from 'node:test';
 import { Injectable, Module } from '@nestjs/common';
 import { ConfigModule, ConfigService } from '@nestjs/config';
 import { Test } from '@nestjs/testing';
-import { IdempotencyService, RedisClient, RedisService, SessionService, TokenService } from 'nestjs-redis-native';
-import { REDIS_MODULE_OPTIONS, RedisModule } from 'nestjs-redis-native/nest';
+import {
+  CacheService,
+  IdempotencyService,
+  LockService,
+  PubSubService,
+  RateLimitService,
+  RedisClient,
+  RedisService,
+  SessionService,
+  TokenService,
+} from 'nestjs-redis-native';
+import { REDIS_MODULE_OPTIONS, RedisHealthIndicator, RedisModule } from 'nestjs-redis-native/nest';
 import { freePort, stopSharedRedis, testRedisUrl, uniquePrefix } from './support/redis-server';
 
 let url: string;
@@ -162,6 +172,11 @@ describe('RedisModule', () => {
     await sessions.createSession('s2', { userId: 'u1' }, 60);
     await idem.markAsProcessed('evt', 60);
     assert.equal((await sessions.listUserSessions('u1')).length, 1);
+    assert.ok(moduleRef.get(RateLimitService) instanceof RateLimitService);
+    assert.ok(moduleRef.get(LockService) instanceof LockService);
+    assert.ok(moduleRef.get(CacheService) instanceof CacheService);
+    assert.ok(moduleRef.get(PubSubService) instanceof PubSubService);
+    assert.equal((await moduleRef.get(RedisHealthIndicator).isHealthy()).redis.status, 'up');
     const keys = (await observe.keys(`${keyPrefix}*`)).map((k) => k.slice(keyPrefix.length));
     assert.ok(keys.some((k) => k.startsWith('auth:refresh:')), keys.join());
     assert.ok(keys.includes('once:processed:evt'), keys.join());

@@ -12,10 +12,12 @@ export {
   IdempotencyService,
   Lock,
   LockService,
+  PubSubService,
   RateLimitService,
   RedisClient,
   RedisService,
   SessionService,
+  Subscription,
   TokenService,
 } from 'nestjs-redis-native';
 export type {
@@ -35,6 +37,7 @@ export type {
   RedisOptions,
   SessionInfo,
   SessionServiceOptions,
+  SubscribeOptions,
   TlsOptions,
   TokenServiceOptions,
 } from 'nestjs-redis-native';

@@ -3,6 +3,7 @@ import {
   CacheService,
   IdempotencyService,
   LockService,
+  PubSubService,
   RateLimitService,
   RedisClient,
   RedisService,
@@ -33,6 +34,7 @@ export const SERVICES: ServiceEntry[] = [
   { service: RateLimitService, optionsKey: 'rateLimit' },
   { service: LockService },
   { service: CacheService },
+  { service: PubSubService },
 ];
 
 const SERVICE_OPTION_KEYS = new Set<string>(SERVICES.flatMap((s) => (s.optionsKey ? [s.optionsKey] : [])));

@@ -51,6 +51,18 @@ impl Backend {
       Backend::Standalone(s) => s.is_closed(),
     }
   }
+
+  async fn open_pubsub(&self) -> RnResult<redis::aio::PubSub> {
+    match self {
+      Backend::Standalone(s) => s.open_pubsub().await,
+    }
+  }
+
+  fn reconnect_delay(&self, attempt: u32) -> std::time::Duration {
+    match self {
+      Backend::Standalone(s) => s.reconnect_delay(attempt),
+    }
+  }
 }
 
 struct Inner {
@@ -124,6 +136,16 @@ impl Connection {
     m.in_flight.fetch_sub(1, Ordering::Relaxed);
     let timeout = error.is_some_and(|e| e.code == crate::error::ErrorCode::RedisTimeout);
     m.record(count, started.elapsed(), error.is_some(), timeout);
+  }
+
+  /// A dedicated subscriber connection (pub/sub takes a connection over).
+  pub async fn open_pubsub(&self) -> RnResult<redis::aio::PubSub> {
+    self.inner.backend.open_pubsub().await
+  }
+
+  /// The delay before reconnect attempt `attempt` (1-based): the client's backoff, jittered.
+  pub fn reconnect_delay(&self, attempt: u32) -> std::time::Duration {
+    self.inner.backend.reconnect_delay(attempt)
   }
 
   /// Counters and latency percentiles of this client's commands.

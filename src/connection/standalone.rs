@@ -133,6 +133,32 @@ impl Standalone {
   pub fn is_closed(&self) -> bool {
     self.shared.closed.load(Ordering::SeqCst)
   }
+
+  /// A new dedicated subscriber connection (RESP2 pub/sub), within the connect timeout.
+  pub async fn open_pubsub(&self) -> RnResult<redis::aio::PubSub> {
+    let cfg = &self.shared.config;
+    let what = format!(
+      "cannot open a subscriber connection to Redis at {}",
+      cfg.address()
+    );
+    match tokio::time::timeout(cfg.connect_timeout, self.shared.client.get_async_pubsub()).await {
+      Err(_) => Err(RnError::connection(format!(
+        "{what}: no answer within {} ms (connectTimeoutMs)",
+        cfg.connect_timeout.as_millis()
+      ))),
+      Ok(Err(e)) => Err(scrub(RnError::from(e), cfg).context(&what)),
+      Ok(Ok(p)) => Ok(p),
+    }
+  }
+
+  /// The delay before reconnect attempt `attempt` (1-based), with jitter.
+  pub fn reconnect_delay(&self, attempt: u32) -> Duration {
+    backoff_delay(
+      &self.shared.config.reconnect,
+      attempt,
+      rand::random::<f64>(),
+    )
+  }
 }
 
 impl Drop for Standalone {

@@ -1,0 +1,162 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { PubSubService, RedisClient } from 'nestjs-redis-native';
+import { sleep, startRedis, stopSharedRedis, testRedisUrl } from './support/redis-server';
+
+let client: RedisClient;
+let pubsub: PubSubService;
+
+before(async () => {
+  client = await RedisClient.connect({ url: await testRedisUrl() });
+  pubsub = new PubSubService(client);
+});
+
+after(async () => {
+  await client.close();
+  await stopSharedRedis();
+});
+
+const any = (v: unknown) => v as any;
+const channel = () => `ch-${randomUUID()}`;
+
+async function eventually(check: () => boolean, ms = 3000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) assert.fail('not within time');
+    await sleep(10);
+  }
+}
+
+describe('publish / subscribe', () => {
+  it('a subscriber gets every message in order; publish counts receivers', async () => {
+    const ch = channel();
+    const got: string[] = [];
+    const sub = await pubsub.subscribe(ch, (message, from) => {
+      assert.equal(from, ch);
+      got.push(message);
+    });
+    for (let i = 0; i < 50; i++) assert.equal(await pubsub.publish(ch, `m${i}`), 1);
+    await eventually(() => got.length === 50);
+    assert.deepEqual(got, Array.from({ length: 50 }, (_, i) => `m${i}`));
+    await sub.unsubscribe();
+  });
+
+  it('objects are published as JSON; { json: true } hands them back parsed', async () => {
+    const ch = channel();
+    const got: unknown[] = [];
+    const raw: string[] = [];
+    const s1 = await pubsub.subscribe(ch, (m) => got.push(m), { json: true });
+    const s2 = await pubsub.subscribe(ch, (m) => raw.push(m));
+    assert.equal(await pubsub.publish(ch, { order: 42, items: ['a'] }), 1); // one connection, two handlers
+    await eventually(() => got.length === 1 && raw.length === 1);
+    assert.deepEqual(got, [{ order: 42, items: ['a'] }]);
+    assert.deepEqual(raw, ['{"order":42,"items":["a"]}']);
+    await s1.unsubscribe();
+    await s2.unsubscribe();
+  });
+
+  it('psubscribe delivers every matching channel with the pattern', async () => {
+    const base = channel();
+    const got: [string, string, string][] = [];
+    const sub = await pubsub.psubscribe(`${base}:*`, (m, ch, pattern) => got.push([m, ch, pattern]));
+    await pubsub.publish(`${base}:a`, '1');
+    await pubsub.publish(`${base}:b`, '2');
+    await pubsub.publish(`other:${base}`, '3');
+    await eventually(() => got.length === 2);
+    assert.deepEqual(got, [
+      ['1', `${base}:a`, `${base}:*`],
+      ['2', `${base}:b`, `${base}:*`],
+    ]);
+    assert.equal(sub.pattern, true);
+    await sub.unsubscribe();
+  });
+
+  it('after unsubscribe nothing more arrives, and the channel has no subscriber', async () => {
+    const ch = channel();
+    let count = 0;
+    const sub = await pubsub.subscribe(ch, () => count++);
+    await pubsub.publish(ch, 'x');
+    await eventually(() => count === 1);
+    await sub.unsubscribe();
+    await sub.unsubscribe();
+    assert.equal(await pubsub.publish(ch, 'y'), 0);
+    await sleep(50);
+    assert.equal(count, 1);
+  });
+
+  it('a handler that throws does not end the subscription; onError gets the error', async () => {
+    const ch = channel();
+    const errors: string[] = [];
+    let calls = 0;
+    const sub = await pubsub.subscribe(
+      ch,
+      async (m) => {
+        calls++;
+        if (m === 'bad') throw new Error('handler failed');
+      },
+      { onError: (e) => errors.push(String(e)) },
+    );
+    await pubsub.publish(ch, 'bad');
+    await pubsub.publish(ch, 'good');
+    await eventually(() => calls === 2 && errors.length === 1);
+    assert.match(errors[0], /handler failed/);
+    const sync = await pubsub.subscribe(ch, () => {
+      throw new Error('sync throw');
+    }, { onError: (e) => errors.push(String(e)) });
+    await pubsub.publish(ch, 'again');
+    await eventually(() => errors.length === 2 && calls === 3);
+    await sub.unsubscribe();
+    await sync.unsubscribe();
+  });
+
+  it('subscriptions come back after the server restarts', async () => {
+    const server = await startRedis();
+    const c = await RedisClient.connect({ url: server.url, reconnect: { minDelayMs: 20, maxDelayMs: 100 } });
+    const ps = new PubSubService(c);
+    const ch = channel();
+    const got: string[] = [];
+    await ps.subscribe(ch, (m) => got.push(m));
+    await ps.publish(ch, 'before');
+    await eventually(() => got.length === 1);
+    await server.kill();
+    await server.start();
+    // publish until the restored subscription hears it
+    await eventually(() => got.includes('after'), 5000).catch(() => {});
+    for (let i = 0; i < 100 && !got.includes('after'); i++) {
+      await ps.publish(ch, 'after').catch(() => 0);
+      await sleep(50);
+    }
+    assert.ok(got.includes('after'), JSON.stringify(got));
+    await c.close();
+    await server.stop();
+  });
+
+  it('the process exits by itself after close, with or without unsubscribe', async () => {
+    const script = join(__dirname, 'fixtures', 'subscribe-then-exit.js');
+    const url = await testRedisUrl();
+    for (const mode of ['unsubscribe', 'keep']) {
+      const out = await new Promise<string>((resolve, reject) => {
+        execFile(process.execPath, [script, url, mode], { timeout: 10_000 }, (error, stdout) =>
+          error ? reject(error) : resolve(stdout),
+        );
+      });
+      assert.equal(out.trim(), 'bye');
+    }
+  });
+});
+
+describe('PubSubService bad input', () => {
+  it('bad channels, handlers and options are ERR_INVALID_ARGUMENT', async () => {
+    for (const ch of [any(''), any(undefined), any(5)]) {
+      await assert.rejects(pubsub.subscribe(ch, () => {}), { code: 'ERR_INVALID_ARGUMENT' });
+      await assert.rejects(pubsub.publish(ch, 'x'), { code: 'ERR_INVALID_ARGUMENT' });
+    }
+    await assert.rejects(pubsub.subscribe('c', any('nope')), { code: 'ERR_INVALID_ARGUMENT' });
+    await assert.rejects(pubsub.subscribe('c', () => {}, any({ json: 'yes' })), { code: 'ERR_INVALID_ARGUMENT' });
+    await assert.rejects(pubsub.subscribe('c', () => {}, any({ onError: 5 })), { code: 'ERR_INVALID_ARGUMENT' });
+    await assert.rejects(pubsub.publish('c', any(undefined)), { code: 'ERR_SERIALIZATION' });
+  });
+});
