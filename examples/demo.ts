@@ -4,7 +4,17 @@
 import 'reflect-metadata';
 import { Injectable, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { IdempotencyService, RateLimitService, RedisClient, RedisService, SessionService, TokenService } from 'nestjs-redis-native';
+import {
+  CacheService,
+  IdempotencyService,
+  LockService,
+  PubSubService,
+  RateLimitService,
+  RedisClient,
+  RedisService,
+  SessionService,
+  TokenService,
+} from 'nestjs-redis-native';
 import { RedisModule } from 'nestjs-redis-native/nest';
 import { startRedis, type PrivateRedis } from '../__test__/support/redis-server';
 
@@ -86,6 +96,52 @@ class AuthFlow {
   }
 }
 
+/** Cache with an index, a lock, pub/sub, health and metrics. */
+@Injectable()
+class Infrastructure {
+  constructor(
+    private readonly cache: CacheService,
+    private readonly locks: LockService,
+    private readonly pubsub: PubSubService,
+    private readonly client: RedisClient,
+  ) {}
+
+  async run(): Promise<void> {
+    say('');
+    const users = this.cache.namespace('users', { defaultTtl: 60 });
+    await users.set('1', { name: 'Ada', team: 'core' }, { indexes: { team: 'core' } });
+    await users.set('2', { name: 'Grace', team: 'core' }, { indexes: { team: 'core' } });
+    say("users.getByIndex('team', 'core')", await users.getByIndex('team', 'core'));
+    let loads = 0;
+    await Promise.all(Array.from({ length: 20 }, () => users.getOrSet('3', async () => (loads++, { name: 'Linus' }))));
+    say("20 concurrent users.getOrSet('3', loader) → loader calls", loads);
+    say('users.stats()', users.stats());
+    let inside = 0;
+    let overlap = 0;
+    await Promise.all(
+      Array.from({ length: 10 }, () =>
+        this.locks.withLock('report', 5000, async () => {
+          if (++inside > 1) overlap++;
+          await new Promise((r) => setTimeout(r, 2));
+          inside--;
+        }, { retryDelayMs: 5 }),
+      ),
+    );
+    say("10 concurrent withLock('report') → overlapping runs", overlap);
+    const heard = new Promise((resolve) => {
+      void this.pubsub.subscribe('orders', (order) => resolve(order), { json: true }).then(async (sub) => {
+        await this.pubsub.publish('orders', { id: 7, total: 9.5 });
+        setTimeout(() => void sub.unsubscribe(), 10);
+      });
+    });
+    say("publish('orders', { id: 7 }) → the subscriber got", await heard);
+    const health = await this.client.health();
+    say('client.health()', { status: health.status, serverVersion: health.serverVersion });
+    const m = this.client.metrics();
+    say('client.metrics()', { commands: m.commands, errors: m.errors, p50us: Math.round(m.latencyUs.p50) });
+  }
+}
+
 async function main(): Promise<void> {
   let server: PrivateRedis | undefined;
   let url = process.env.REDIS_URL;
@@ -101,7 +157,7 @@ async function main(): Promise<void> {
     imports: [
       RedisModule.forRoot({ url, keyPrefix: 'demo:', clientName: 'nestjs-redis-native-demo', sessions: { maxSessionsPerUser: 2 } }),
     ],
-    providers: [ProductCatalog, AuthFlow],
+    providers: [ProductCatalog, AuthFlow, Infrastructure],
   })
   class AppModule {}
 
@@ -110,6 +166,7 @@ async function main(): Promise<void> {
     say('Nest application started; RedisModule connected during init');
     await app.get(ProductCatalog).run();
     await app.get(AuthFlow).run();
+    await app.get(Infrastructure).run();
 
     const client = app.get(RedisClient);
     await app.close();

@@ -132,6 +132,9 @@ impl Connection {
   }
 
   fn finished(&self, started: Instant, count: u64, error: Option<&RnError>) {
+    // NOSCRIPT is not a failure: the script runner sends EVAL next (after a restart or
+    // SCRIPT FLUSH, and on a script's first use)
+    let error = error.filter(|e| e.server_code.as_deref() != Some("NOSCRIPT"));
     let m = &self.inner.metrics;
     m.in_flight.fetch_sub(1, Ordering::Relaxed);
     let timeout = error.is_some_and(|e| e.code == crate::error::ErrorCode::RedisTimeout);
