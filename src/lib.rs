@@ -8,6 +8,7 @@ mod completion;
 mod connection;
 mod error;
 mod idempotency_service;
+mod js_helper;
 mod json;
 mod json_fields;
 mod keys;

@@ -21,6 +21,7 @@ use crate::client::connection_of;
 use crate::completion::{complete_with, js_error, reject};
 use crate::connection::Connection;
 use crate::error::{RnError, RnResult};
+use crate::js_helper;
 use crate::json::{self, JsonText};
 use crate::json_fields;
 use crate::keys;
@@ -244,40 +245,6 @@ impl CacheNamespace {
       out.push(v.as_bytes().to_vec());
     }
   }
-}
-
-thread_local! {
-  /// The JS helper of `getOrSet`, compiled once per JS thread.
-  static GET_OR_SET: std::cell::RefCell<Option<(sys::napi_env, sys::napi_ref)>> =
-    const { std::cell::RefCell::new(None) };
-}
-
-fn get_or_set_helper(env: &Env) -> napi::Result<sys::napi_value> {
-  let raw = env.raw();
-  GET_OR_SET.with(|cell| unsafe {
-    let mut slot = cell.borrow_mut();
-    if let Some((e, r)) = *slot {
-      if e == raw {
-        let mut f = std::ptr::null_mut();
-        napi::check_status!(sys::napi_get_reference_value(raw, r, &mut f))?;
-        return Ok(f);
-      }
-    }
-    let source = include_str!("get_or_set.js");
-    let mut script = std::ptr::null_mut();
-    napi::check_status!(sys::napi_create_string_utf8(
-      raw,
-      source.as_ptr().cast(),
-      source.len() as isize,
-      &mut script
-    ))?;
-    let mut f = std::ptr::null_mut();
-    napi::check_status!(sys::napi_run_script(raw, script, &mut f))?;
-    let mut r = std::ptr::null_mut();
-    napi::check_status!(sys::napi_create_reference(raw, f, 1, &mut r))?;
-    *slot = Some((raw, r));
-    Ok(f)
-  })
 }
 
 #[napi]
@@ -718,23 +685,16 @@ impl CacheNamespace {
       let p: PromiseRaw<'env, ()> = reject(env, e)?;
       return Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), p.raw()) });
     }
-    let helper = get_or_set_helper(env)?;
+    let helper = js_helper::function(env, include_str!("get_or_set.js"))?;
     let mut undefined = std::ptr::null_mut();
-    let mut out = std::ptr::null_mut();
-    unsafe {
-      napi::check_status!(sys::napi_get_undefined(env.raw(), &mut undefined))?;
-      let ttl = ttl.map(|t| t.raw()).unwrap_or(undefined);
-      let argv = [this.object.raw(), key.raw(), loader.raw(), ttl];
-      napi::check_status!(sys::napi_call_function(
-        env.raw(),
-        undefined,
-        helper,
-        argv.len(),
-        argv.as_ptr(),
-        &mut out
-      ))?;
-      Ok(Unknown::from_raw_unchecked(env.raw(), out))
-    }
+    unsafe { sys::napi_get_undefined(env.raw(), &mut undefined) };
+    let ttl = ttl.map(|t| t.raw()).unwrap_or(undefined);
+    let out = js_helper::call(
+      env,
+      helper,
+      &[this.object.raw(), key.raw(), loader.raw(), ttl],
+    )?;
+    Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), out) })
   }
 
   /// Hits and misses of reads in this namespace (this process), and their ratio.

@@ -4,20 +4,20 @@
 //! expiring after the lock's ttl) and `lock-fence:<resource>` (the fencing counter; it
 //! never expires, so fencing tokens of a resource only ever grow).
 
-use std::cell::RefCell;
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use napi::bindgen_prelude::{PromiseRaw, Unknown};
-use napi::{sys, Env, JsValue, ValueType};
+use napi::{Env, JsValue, ValueType};
 use napi_derive::napi;
 use redis::Value;
 
 use crate::args;
 use crate::client::connection_of;
-use crate::completion::{complete, complete_with, js_error, reject};
+use crate::completion::{complete, complete_with, reject};
 use crate::connection::Connection;
 use crate::error::{RnError, RnResult};
+use crate::js_helper;
 use crate::script::LuaScript;
 
 static ACQUIRE: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(include_str!("acquire.lua")));
@@ -196,39 +196,6 @@ impl LockService {
   }
 }
 
-thread_local! {
-  /// The JS helper of `withLock`, compiled once per JS thread.
-  static WITH_LOCK: RefCell<Option<(sys::napi_env, sys::napi_ref)>> = const { RefCell::new(None) };
-}
-
-fn with_lock_helper(env: &Env) -> napi::Result<sys::napi_value> {
-  let raw = env.raw();
-  WITH_LOCK.with(|cell| unsafe {
-    let mut slot = cell.borrow_mut();
-    if let Some((e, r)) = *slot {
-      if e == raw {
-        let mut f = std::ptr::null_mut();
-        napi::check_status!(sys::napi_get_reference_value(raw, r, &mut f))?;
-        return Ok(f);
-      }
-    }
-    let source = include_str!("with_lock.js");
-    let mut script = std::ptr::null_mut();
-    napi::check_status!(sys::napi_create_string_utf8(
-      raw,
-      source.as_ptr().cast(),
-      source.len() as isize,
-      &mut script
-    ))?;
-    let mut f = std::ptr::null_mut();
-    napi::check_status!(sys::napi_run_script(raw, script, &mut f))?;
-    let mut r = std::ptr::null_mut();
-    napi::check_status!(sys::napi_create_reference(raw, f, 1, &mut r))?;
-    *slot = Some((raw, r));
-    Ok(f)
-  })
-}
-
 #[napi]
 impl LockService {
   /// `new LockService(client)`.
@@ -278,22 +245,8 @@ impl LockService {
     }
     let parsed = self.attempt(&resource, &ttl_ms, options.as_ref(), 50);
     let acquired = self.acquire_promise(env, parsed)?;
-    let helper =
-      with_lock_helper(env).map_err(|e| js_error(env, &RnError::internal(e.reason.clone())))?;
-    let argv = [acquired.raw(), f.raw(), resource.raw()];
-    let mut out = std::ptr::null_mut();
-    let mut undefined = std::ptr::null_mut();
-    unsafe {
-      napi::check_status!(sys::napi_get_undefined(env.raw(), &mut undefined))?;
-      napi::check_status!(sys::napi_call_function(
-        env.raw(),
-        undefined,
-        helper,
-        argv.len(),
-        argv.as_ptr(),
-        &mut out
-      ))?;
-      Ok(Unknown::from_raw_unchecked(env.raw(), out))
-    }
+    let helper = js_helper::function(env, include_str!("with_lock.js"))?;
+    let out = js_helper::call(env, helper, &[acquired.raw(), f.raw(), resource.raw()])?;
+    Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), out) })
   }
 }

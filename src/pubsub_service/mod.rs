@@ -6,7 +6,6 @@
 //!
 //! Channels are not keys: the client's `keyPrefix` does not apply to them (as in ioredis).
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,6 +25,7 @@ use crate::client::connection_of;
 use crate::completion::{complete, complete_with, reject};
 use crate::connection::Connection;
 use crate::error::{RnError, RnResult};
+use crate::js_helper;
 use crate::json;
 
 type Handler = Arc<ThreadsafeFunction<Vec<String>, (), Vec<String>, Status, false>>;
@@ -109,39 +109,6 @@ impl Subscription {
   }
 }
 
-thread_local! {
-  /// The JS wrapper of handlers, compiled once per JS thread.
-  static WRAP: RefCell<Option<(sys::napi_env, sys::napi_ref)>> = const { RefCell::new(None) };
-}
-
-fn wrap_helper(env: &Env) -> napi::Result<sys::napi_value> {
-  let raw = env.raw();
-  WRAP.with(|cell| unsafe {
-    let mut slot = cell.borrow_mut();
-    if let Some((e, r)) = *slot {
-      if e == raw {
-        let mut f = std::ptr::null_mut();
-        napi::check_status!(sys::napi_get_reference_value(raw, r, &mut f))?;
-        return Ok(f);
-      }
-    }
-    let source = include_str!("handler.js");
-    let mut script = std::ptr::null_mut();
-    napi::check_status!(sys::napi_create_string_utf8(
-      raw,
-      source.as_ptr().cast(),
-      source.len() as isize,
-      &mut script
-    ))?;
-    let mut f = std::ptr::null_mut();
-    napi::check_status!(sys::napi_run_script(raw, script, &mut f))?;
-    let mut r = std::ptr::null_mut();
-    napi::check_status!(sys::napi_create_reference(raw, f, 1, &mut r))?;
-    *slot = Some((raw, r));
-    Ok(f)
-  })
-}
-
 /// A named property of an options object (`undefined` when absent or no object).
 fn property<'env>(
   env: &Env,
@@ -200,24 +167,20 @@ fn handler_of(env: &Env, handler: &Unknown, options: Option<&Unknown>) -> RnResu
     Some(_) => return Err(RnError::invalid("option `onError` must be a function")),
   };
   let internal = |e: napi::Error| RnError::internal(e.reason.clone());
-  let helper = wrap_helper(env).map_err(internal)?;
+  let helper = js_helper::function(env, include_str!("handler.js")).map_err(internal)?;
   let mut undefined = std::ptr::null_mut();
   let mut json_value = std::ptr::null_mut();
-  let mut wrapped = std::ptr::null_mut();
   unsafe {
     sys::napi_get_undefined(env.raw(), &mut undefined);
     sys::napi_get_boolean(env.raw(), json, &mut json_value);
-    let argv = [
-      handler.raw(),
-      json_value,
-      on_error.map(|f| f.raw()).unwrap_or(undefined),
-    ];
-    if sys::napi_call_function(env.raw(), undefined, helper, 3, argv.as_ptr(), &mut wrapped)
-      != sys::Status::napi_ok
-    {
-      return Err(RnError::internal("could not wrap the handler"));
-    }
   }
+  let argv = [
+    handler.raw(),
+    json_value,
+    on_error.map(|f| f.raw()).unwrap_or(undefined),
+  ];
+  let wrapped = js_helper::call(env, helper, &argv)
+    .map_err(|_| RnError::internal("could not wrap the handler"))?;
   let function: Function<'_, Vec<String>, ()> =
     unsafe { Unknown::from_raw_unchecked(env.raw(), wrapped).cast() }.map_err(internal)?;
   let tsfn = function
