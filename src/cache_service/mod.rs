@@ -341,11 +341,11 @@ impl CacheNamespace {
   pub fn exists<'env>(&self, env: &'env Env, key: Unknown) -> napi::Result<PromiseRaw<'env, bool>> {
     let parsed = Self::key(&key).map(|k| self.item_key(&k));
     let conn = self.conn.clone();
-    complete_with(env, parsed, move |item| async move {
-      let mut cmd = redis::cmd("EXISTS");
-      cmd.arg(item);
-      Ok(int(conn.exec(&cmd).await?)? == 1)
-    })
+    complete_with(
+      env,
+      parsed,
+      move |item| async move { conn.exists(&item).await },
+    )
   }
 
   /// Merges `partial` into the object at `key`, atomically on the server (concurrent
@@ -399,13 +399,7 @@ impl CacheNamespace {
     let parsed = Self::key(&key).map(|k| self.item_key(&k));
     let conn = self.conn.clone();
     complete_with(env, parsed, move |item| async move {
-      let mut cmd = redis::cmd("PTTL");
-      cmd.arg(item);
-      Ok(match int(conn.exec(&cmd).await?)? {
-        -2 => None,
-        -1 => Some(-1.0),
-        ms => Some(ms as f64 / 1000.0),
-      })
+      conn.ttl_seconds(&item).await
     })
   }
 

@@ -141,6 +141,33 @@ impl Connection {
     m.record(count, started.elapsed(), error.is_some(), timeout);
   }
 
+  /// Whether `key` (already prefixed) exists.
+  pub async fn exists(&self, key: &str) -> RnResult<bool> {
+    let mut cmd = redis::cmd("EXISTS");
+    cmd.arg(key);
+    match self.exec(&cmd).await? {
+      Value::Int(n) => Ok(n > 0),
+      other => Err(RnError::internal(format!(
+        "unexpected EXISTS reply {other:?}"
+      ))),
+    }
+  }
+
+  /// Seconds left for `key` (already prefixed), with fractions (PTTL): `None` when absent,
+  /// `-1` when it has no expiry.
+  pub async fn ttl_seconds(&self, key: &str) -> RnResult<Option<f64>> {
+    let mut cmd = redis::cmd("PTTL");
+    cmd.arg(key);
+    match self.exec(&cmd).await? {
+      Value::Int(-2) => Ok(None),
+      Value::Int(-1) => Ok(Some(-1.0)),
+      Value::Int(ms) => Ok(Some(ms as f64 / 1000.0)),
+      other => Err(RnError::internal(format!(
+        "unexpected PTTL reply {other:?}"
+      ))),
+    }
+  }
+
   /// A dedicated subscriber connection (pub/sub takes a connection over).
   pub async fn open_pubsub(&self) -> RnResult<redis::aio::PubSub> {
     self.inner.backend.open_pubsub().await

@@ -19,7 +19,7 @@ use crate::args;
 use crate::client::connection_of;
 use crate::completion::{complete_with, js_error};
 use crate::connection::Connection;
-use crate::error::{RnError, RnResult};
+use crate::error::RnError;
 use crate::json::JsonText;
 use crate::script::LuaScript;
 
@@ -67,13 +67,6 @@ pub struct IdempotencyService {
   ns: String,
   lock_ttl: Duration,
   result_ttl: Duration,
-}
-
-fn int(v: Value) -> RnResult<i64> {
-  match v {
-    Value::Int(i) => Ok(i),
-    other => Err(RnError::internal(format!("unexpected reply {other:?}"))),
-  }
 }
 
 fn ms(d: Duration) -> String {
@@ -129,11 +122,11 @@ impl IdempotencyService {
   ) -> napi::Result<PromiseRaw<'env, bool>> {
     let parsed = args::key(&event_id, "eventId").map(|e| self.processed_key(&e));
     let conn = self.conn.clone();
-    complete_with(env, parsed, move |key| async move {
-      let mut cmd = redis::cmd("EXISTS");
-      cmd.arg(key);
-      Ok(int(conn.exec(&cmd).await?)? == 1)
-    })
+    complete_with(
+      env,
+      parsed,
+      move |key| async move { conn.exists(&key).await },
+    )
   }
 
   /// Marks `eventId` processed for `ttl` seconds (default 604800, a week). To claim an

@@ -281,9 +281,7 @@ impl RedisService {
   pub fn exists<'env>(&self, env: &'env Env, key: Unknown) -> napi::Result<PromiseRaw<'env, bool>> {
     let conn = self.conn.clone();
     complete_with(env, args::key(&key, "key"), move |key| async move {
-      let mut cmd = redis::cmd("EXISTS");
-      cmd.arg(conn.key(&key));
-      Ok(int(conn.exec(&cmd).await?)? > 0)
+      conn.exists(&conn.key(&key)).await
     })
   }
 
@@ -325,13 +323,7 @@ impl RedisService {
   ) -> napi::Result<PromiseRaw<'env, Option<f64>>> {
     let conn = self.conn.clone();
     complete_with(env, args::key(&key, "key"), move |key| async move {
-      let mut cmd = redis::cmd("PTTL");
-      cmd.arg(conn.key(&key));
-      Ok(match int(conn.exec(&cmd).await?)? {
-        -2 => None,
-        -1 => Some(-1.0),
-        ms => Some(ms as f64 / 1000.0),
-      })
+      conn.ttl_seconds(&conn.key(&key)).await
     })
   }
 

@@ -173,11 +173,11 @@ impl TokenService {
   ) -> napi::Result<PromiseRaw<'env, bool>> {
     let parsed = user_token(&user_id, &token).map(|ut| self.token_key(&ut.user, &ut.hash));
     let conn = self.conn.clone();
-    complete_with(env, parsed, move |key| async move {
-      let mut cmd = redis::cmd("EXISTS");
-      cmd.arg(key);
-      Ok(Self::int(conn.exec(&cmd).await?)? == 1)
-    })
+    complete_with(
+      env,
+      parsed,
+      move |key| async move { conn.exists(&key).await },
+    )
   }
 
   /// Revokes one refresh token of `userId` (logout on this device).
@@ -313,11 +313,11 @@ impl TokenService {
   ) -> napi::Result<PromiseRaw<'env, bool>> {
     let parsed = args::key(&token, "token").map(|t| self.blacklist_key(&token_hash(&t)));
     let conn = self.conn.clone();
-    complete_with(env, parsed, move |key| async move {
-      let mut cmd = redis::cmd("EXISTS");
-      cmd.arg(key);
-      Ok(Self::int(conn.exec(&cmd).await?)? == 1)
-    })
+    complete_with(
+      env,
+      parsed,
+      move |key| async move { conn.exists(&key).await },
+    )
   }
 
   /// Takes `token` off the blacklist.
