@@ -235,9 +235,9 @@ describe('other faults', () => {
     const server = await startRedis();
     const client = await RedisClient.connect({ url: server.url });
     const redis = new RedisService(client);
-    const pending = Array.from({ length: 1000 }, (_, i) => redis.set(`k${i}`, 'v'));
+    const settled = Promise.allSettled(Array.from({ length: 1000 }, (_, i) => redis.set(`k${i}`, 'v')));
     await client.close();
-    const results = await Promise.allSettled(pending);
+    const results = await settled;
     assert.ok(
       results.every((r) => r.status === 'fulfilled' || ['ERR_CLIENT_CLOSED', 'ERR_REDIS_CONNECTION'].includes((r.reason as any).code)),
     );
