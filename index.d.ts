@@ -570,6 +570,12 @@ export interface ReconnectOptions {
   maxDelayMs?: number
   /** Give up after this many failed attempts in a row. Default: never give up. */
   maxAttempts?: number
+  /**
+   * `connect()` keeps trying (with this backoff, up to `maxAttempts`) while the server
+   * refuses or does not answer, instead of failing at once: for apps that may start
+   * before Redis. Wrong passwords and bad options still fail at once. Default `false`.
+   */
+  atStartup?: boolean
 }
 
 /** Options of `RedisClient.connect()`. With no options, the REDIS_* environment is read. */

@@ -17,7 +17,7 @@ import {
   TokenService,
 } from 'nestjs-redis-native';
 import { REDIS_MODULE_OPTIONS, RedisHealthIndicator, RedisModule } from 'nestjs-redis-native/nest';
-import { freePort, stopSharedRedis, testRedisUrl, uniquePrefix } from './support/redis-server';
+import { freePort, startRedis, stopSharedRedis, testRedisUrl, uniquePrefix } from './support/redis-server';
 
 let url: string;
 let observer: RedisClient;
@@ -196,6 +196,19 @@ describe('RedisModule', () => {
         return true;
       },
     );
+  });
+
+  it('with reconnect.atStartup the app waits for a Redis that starts after it', async () => {
+    const server = await startRedis();
+    await server.stop();
+    setTimeout(() => void server.start(), 300);
+    const moduleRef = await Test.createTestingModule({
+      imports: [RedisModule.forRoot({ url: server.url, reconnect: { atStartup: true, minDelayMs: 50, maxDelayMs: 100 } })],
+    }).compile();
+    await moduleRef.init();
+    assert.equal(typeof (await moduleRef.get(RedisService).ping()), 'number');
+    await moduleRef.close();
+    await server.stop();
   });
 
   it('a wrong option stops startup with ERR_INVALID_ARGUMENT', async () => {

@@ -261,3 +261,37 @@ describe('other faults', () => {
     await server.stop();
   });
 });
+
+describe('starting before Redis', () => {
+  it('reconnect.atStartup: connect waits for a server that comes up later', async () => {
+    const server = await startRedis();
+    await server.stop();
+    setTimeout(() => void server.start(), 400);
+    const started = Date.now();
+    const client = await RedisClient.connect({ url: server.url, reconnect: { atStartup: true, minDelayMs: 50, maxDelayMs: 200 } });
+    assert.ok(Date.now() - started >= 300, 'it waited');
+    assert.equal(typeof (await new RedisService(client).ping()), 'number');
+    await client.close();
+    await server.stop();
+  });
+
+  it('reconnect.atStartup gives up after maxAttempts with the last error', async () => {
+    const server = await startRedis();
+    await server.stop();
+    await assert.rejects(
+      RedisClient.connect({ url: server.url, reconnect: { atStartup: true, maxAttempts: 3, minDelayMs: 10, maxDelayMs: 20 } }),
+      { code: 'ERR_REDIS_CONNECTION' },
+    );
+  });
+
+  it('a wrong password is not retried', async () => {
+    const server = await startRedis({ args: ['--requirepass', 'right-one'] });
+    const started = Date.now();
+    await assert.rejects(
+      RedisClient.connect({ url: `redis://:wrong@127.0.0.1:${server.port}`, reconnect: { atStartup: true } }),
+      { code: 'ERR_REDIS_AUTH' },
+    );
+    assert.ok(Date.now() - started < 1000);
+    await server.stop();
+  });
+});

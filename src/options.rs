@@ -49,6 +49,10 @@ pub struct ReconnectOptions {
   pub max_delay_ms: Option<f64>,
   /// Give up after this many failed attempts in a row. Default: never give up.
   pub max_attempts: Option<f64>,
+  /// `connect()` keeps trying (with this backoff, up to `maxAttempts`) while the server
+  /// refuses or does not answer, instead of failing at once: for apps that may start
+  /// before Redis. Wrong passwords and bad options still fail at once. Default `false`.
+  pub at_startup: Option<bool>,
 }
 
 /// Options of `RedisClient.connect()`. With no options, the REDIS_* environment is read.
@@ -98,6 +102,8 @@ pub struct ReconnectConfig {
   pub max_delay: Duration,
   /// `None`: keep trying.
   pub max_attempts: Option<u32>,
+  /// Also retry the first connection (`connect` waits for a server that is not up yet).
+  pub at_startup: bool,
 }
 
 /// Validated connection settings.
@@ -359,6 +365,7 @@ fn from_object(map: &Map<String, Value>) -> RnResult<ClientConfig> {
       min_delay: DEFAULT_RECONNECT_MIN_DELAY,
       max_delay: DEFAULT_RECONNECT_MAX_DELAY,
       max_attempts: None,
+      at_startup: false,
     },
     Some(Value::Object(r)) => parse_reconnect(r)?,
     Some(_) => return Err(RnError::invalid("option `reconnect` must be an object")),
@@ -443,9 +450,18 @@ fn parse_tls(map: &Map<String, Value>) -> RnResult<TlsConfig> {
 fn parse_reconnect(map: &Map<String, Value>) -> RnResult<ReconnectConfig> {
   reject_unknown(
     map,
-    &["minDelayMs", "maxDelayMs", "maxAttempts"],
+    &["minDelayMs", "maxDelayMs", "maxAttempts", "atStartup"],
     "reconnect option",
   )?;
+  let at_startup = match map.get("atStartup") {
+    None | Some(Value::Null) => false,
+    Some(Value::Bool(b)) => *b,
+    Some(_) => {
+      return Err(RnError::invalid(
+        "option `reconnect.atStartup` must be a boolean",
+      ))
+    }
+  };
   let min_delay = opt_millis(map, "minDelayMs", true)?.unwrap_or(DEFAULT_RECONNECT_MIN_DELAY);
   let max_delay =
     opt_millis(map, "maxDelayMs", true)?.unwrap_or(DEFAULT_RECONNECT_MAX_DELAY.max(min_delay));
@@ -459,6 +475,7 @@ fn parse_reconnect(map: &Map<String, Value>) -> RnResult<ReconnectConfig> {
     min_delay,
     max_delay,
     max_attempts,
+    at_startup,
   })
 }
 

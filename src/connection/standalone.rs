@@ -78,7 +78,7 @@ impl Standalone {
       shutdown: Notify::new(),
       metrics,
     });
-    let conn = open(&shared).await?;
+    let conn = open_first(&shared).await?;
     *shared.state.write().unwrap_or_else(|e| e.into_inner()) = State::Connected {
       conn,
       generation: shared.generation.load(Ordering::SeqCst),
@@ -572,6 +572,26 @@ impl redis::io::AsyncDNSResolver for ResolveTo {
   }
 }
 
+/// The first connection: at once, or with `reconnect.atStartup` retried with the backoff
+/// while the server refuses or does not answer (up to `maxAttempts`).
+async fn open_first(shared: &Arc<Shared>) -> RnResult<MultiplexedConnection> {
+  let reconnect = &shared.config.reconnect;
+  let mut attempt: u32 = 0;
+  loop {
+    match open(shared).await {
+      Err(e)
+        if reconnect.at_startup
+          && e.code == ErrorCode::RedisConnection
+          && reconnect.max_attempts.is_none_or(|max| attempt < max) =>
+      {
+        attempt += 1;
+        tokio::time::sleep(backoff_delay(reconnect, attempt, rand::random::<f64>())).await;
+      }
+      other => return other,
+    }
+  }
+}
+
 /// Removes the password from a message, should a lower layer ever echo it.
 fn scrub(mut err: RnError, cfg: &ClientConfig) -> RnError {
   if let Some(p) = &cfg.password {
@@ -591,6 +611,7 @@ mod tests {
       min_delay: Duration::from_millis(min),
       max_delay: Duration::from_millis(max),
       max_attempts: None,
+      at_startup: false,
     }
   }
 
