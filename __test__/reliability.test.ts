@@ -212,6 +212,44 @@ describe('Redis killed and restarted empty under 100 calls in flight', () => {
   });
 });
 
+describe('nothing is lost', () => {
+  it('every write reported successful after the restart reads back', async () => {
+    const server = await startRedis();
+    const client = await RedisClient.connect({ url: server.url, commandTimeoutMs: COMMAND_TIMEOUT_MS, reconnect: { minDelayMs: 20, maxDelayMs: 200 } });
+    const redis = new RedisService(client);
+    let restartedAt = Infinity;
+    const confirmed: number[] = [];
+    let running = true;
+    let next = 0;
+    const workers = Array.from({ length: 100 }, async () => {
+      while (running) {
+        const i = next++;
+        try {
+          await redis.set(`w:${i}`, String(i), 60);
+          if (Date.now() > restartedAt) confirmed.push(i);
+        } catch {
+          await sleep(5);
+        }
+      }
+    });
+    await sleep(300);
+    await server.kill();
+    await sleep(300);
+    await server.start();
+    restartedAt = Date.now();
+    await sleep(700);
+    running = false;
+    await Promise.all(workers);
+    assert.ok(confirmed.length > 1000, `confirmed writes: ${confirmed.length}`);
+    const values = await redis.mget(confirmed.map((i) => `w:${i}`));
+    const missing = confirmed.filter((i, n) => values[n] !== String(i));
+    process.stdout.write(`# writes confirmed after the restart: ${confirmed.length}, missing: ${missing.length}\n`);
+    assert.deepEqual(missing, []);
+    await client.close();
+    await server.stop();
+  });
+});
+
 describe('other faults', () => {
   it('a paused server: timeouts while paused, then recovery', async () => {
     const server = await startRedis();
