@@ -217,6 +217,14 @@ impl JsThread {
     deferred
   }
 
+  /// With no Promise pending, stops holding Node's event loop open.
+  fn release_if_idle(&mut self) {
+    if self.pending == 0 && self.tsfn_referenced {
+      unsafe { sys::napi_unref_threadsafe_function(self.env, self.ready.tsfn.0) };
+      self.tsfn_referenced = false;
+    }
+  }
+
   /// Adds a future to this tick's batch; the first one of the tick schedules the flush.
   fn start(&mut self, task: Task) -> napi::Result<()> {
     self.batch.push(task);
@@ -316,10 +324,7 @@ unsafe extern "C" fn settle_ready(
       let deferred = state.take(id);
       settle(env, deferred, outcome);
     }
-    if state.pending == 0 && state.tsfn_referenced {
-      sys::napi_unref_threadsafe_function(env, state.ready.tsfn.0);
-      state.tsfn_referenced = false;
-    }
+    state.release_if_idle();
   });
 }
 
@@ -370,6 +375,7 @@ where
       // Could not schedule: settle now rather than leave the Promise pending.
       let deferred = state.take(id);
       settle(raw_env, deferred, Err(RnError::internal(e.reason.clone())));
+      state.release_if_idle();
     }
     Ok(PromiseRaw::new(raw_env, promise))
   })
