@@ -123,7 +123,11 @@ describe('every string argument refuses what is not a non-empty string', () => {
         try {
           result = await call(bad);
         } catch (e: any) {
-          assert.equal(e.code, 'ERR_INVALID_ARGUMENT', `${name}(${typeof bad === 'symbol' ? 'Symbol' : String(bad)}): ${e.message}`);
+          assert.equal(
+            e.code,
+            'ERR_INVALID_ARGUMENT',
+            `${name}(${typeof bad === 'symbol' ? 'Symbol' : String(bad)}): ${e.message}`,
+          );
           continue;
         }
         assert.fail(`${name}(${typeof bad === 'symbol' ? 'Symbol' : JSON.stringify(bad)}) resolved ${JSON.stringify(result)}`);

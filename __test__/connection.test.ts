@@ -2,7 +2,15 @@ import assert from 'node:assert/strict';
 import { createServer, type Server, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { RedisClient, RedisService } from 'nestjs-redis-native';
-import { freePort, sleep, startRedis, stopSharedRedis, testRedisUrl, uniquePrefix, type PrivateRedis } from './support/redis-server';
+import {
+  freePort,
+  sleep,
+  startRedis,
+  stopSharedRedis,
+  testRedisUrl,
+  uniquePrefix,
+  type PrivateRedis,
+} from './support/redis-server';
 
 let url: string;
 
@@ -75,7 +83,11 @@ describe('connect', () => {
       assert.equal(await new RedisService(client).command('PING'), 'PONG');
       await client.close();
     } finally {
-      for (const [k, v] of [['REDIS_URL', saved.url], ['REDIS_HOST', saved.host], ['REDIS_PORT', saved.port]] as const) {
+      for (const [k, v] of [
+        ['REDIS_URL', saved.url],
+        ['REDIS_HOST', saved.host],
+        ['REDIS_PORT', saved.port],
+      ] as const) {
         if (v === undefined) delete process.env[k];
         else process.env[k] = v;
       }
@@ -334,7 +346,11 @@ describe('faults (on a private redis-server)', () => {
     await server.stop();
     await assert.rejects(redis.get('k'), { code: 'ERR_REDIS_CONNECTION' });
     await eventually(
-      () => redis.get('k').then(() => false, (e: any) => e.code === 'ERR_REDIS_CONNECTION' && /gave up/.test(e.message)),
+      () =>
+        redis.get('k').then(
+          () => false,
+          (e: any) => e.code === 'ERR_REDIS_CONNECTION' && /gave up/.test(e.message),
+        ),
       3000,
       'gives up',
     );

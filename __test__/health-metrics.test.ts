@@ -20,18 +20,27 @@ describe('client.metrics()', () => {
     const before = client.metrics();
     assert.equal(before.inFlight, 0);
     await Promise.all(Array.from({ length: 200 }, (_, i) => redis.set(`metrics:${i}`, 'x', 5)));
-    await redis.pipeline([['GET', 'metrics:1'], ['GET', 'metrics:2']]);
+    await redis.pipeline([
+      ['GET', 'metrics:1'],
+      ['GET', 'metrics:2'],
+    ]);
     await assert.rejects(redis.command('LPUSH', ['metrics:1', 'y']), { code: 'ERR_REDIS_COMMAND' });
     const after = client.metrics();
     assert.ok(after.commands - before.commands >= 203, JSON.stringify(after));
     assert.equal(after.errors - before.errors, 1);
-    assert.ok(after.latencyUs.p50 > 0 && after.latencyUs.p50 <= after.latencyUs.p99 && after.latencyUs.p99 <= after.latencyUs.max);
+    assert.ok(
+      after.latencyUs.p50 > 0 && after.latencyUs.p50 <= after.latencyUs.p99 && after.latencyUs.p99 <= after.latencyUs.max,
+    );
     await client.close();
   });
 
   it('moves when Redis is stopped: errors, timeouts and reconnects', async () => {
     const server = await startRedis();
-    const client = await RedisClient.connect({ url: server.url, commandTimeoutMs: 200, reconnect: { minDelayMs: 20, maxDelayMs: 50 } });
+    const client = await RedisClient.connect({
+      url: server.url,
+      commandTimeoutMs: 200,
+      reconnect: { minDelayMs: 20, maxDelayMs: 50 },
+    });
     const redis = new RedisService(client);
     await redis.ping();
     server.pause();
@@ -41,7 +50,13 @@ describe('client.metrics()', () => {
     await assert.rejects(redis.get('k'));
     await server.start();
     for (let i = 0; i < 100; i++) {
-      if (await redis.ping().then(() => true, () => false)) break;
+      if (
+        await redis.ping().then(
+          () => true,
+          () => false,
+        )
+      )
+        break;
       await sleep(30);
     }
     const m = client.metrics();

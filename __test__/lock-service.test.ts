@@ -75,7 +75,10 @@ describe('acquire / release / extend', () => {
       tokens.push(lock.fencingToken);
       await lock.release();
     }
-    assert.deepEqual(tokens, [...tokens].sort((a, b) => a - b));
+    assert.deepEqual(
+      tokens,
+      [...tokens].sort((a, b) => a - b),
+    );
     assert.equal(new Set(tokens).size, 5);
   });
 
@@ -158,7 +161,10 @@ describe('LockService bad input', () => {
   it('empty resources, bad ttls and bad options are ERR_INVALID_ARGUMENT', async () => {
     for (const r of [any(''), any(undefined), any(3)]) {
       await assert.rejects(locks.acquire(r, 1000), { code: 'ERR_INVALID_ARGUMENT' });
-      await assert.rejects(locks.withLock(r, 1000, () => 1), { code: 'ERR_INVALID_ARGUMENT' });
+      await assert.rejects(
+        locks.withLock(r, 1000, () => 1),
+        { code: 'ERR_INVALID_ARGUMENT' },
+      );
     }
     for (const ttl of [0, -1, NaN, Infinity, any('1000')]) {
       await assert.rejects(locks.acquire('r', ttl), { code: 'ERR_INVALID_ARGUMENT' });

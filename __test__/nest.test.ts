@@ -54,7 +54,7 @@ class GreetingStore {
 class FeatureModule {}
 
 describe('RedisModule', () => {
-  it('forRoot provides RedisService by class, injectable into the app\'s own providers', async () => {
+  it("forRoot provides RedisService by class, injectable into the app's own providers", async () => {
     const keyPrefix = uniquePrefix();
     const moduleRef = await Test.createTestingModule({
       imports: [RedisModule.forRoot({ url, keyPrefix })],
@@ -178,7 +178,10 @@ describe('RedisModule', () => {
     assert.ok(moduleRef.get(PubSubService) instanceof PubSubService);
     assert.equal((await moduleRef.get(RedisHealthIndicator).isHealthy()).redis.status, 'up');
     const keys = (await observe.keys(`${keyPrefix}*`)).map((k) => k.slice(keyPrefix.length));
-    assert.ok(keys.some((k) => k.startsWith('auth:refresh:')), keys.join());
+    assert.ok(
+      keys.some((k) => k.startsWith('auth:refresh:')),
+      keys.join(),
+    );
     assert.ok(keys.includes('once:processed:evt'), keys.join());
     await observe.deletePattern(`${keyPrefix}*`);
     await moduleRef.close();
@@ -212,10 +215,9 @@ describe('RedisModule', () => {
   });
 
   it('a wrong option stops startup with ERR_INVALID_ARGUMENT', async () => {
-    await assert.rejects(
-      Test.createTestingModule({ imports: [RedisModule.forRoot({ url, commandTimeoutMs: -5 })] }).compile(),
-      { code: 'ERR_INVALID_ARGUMENT' },
-    );
+    await assert.rejects(Test.createTestingModule({ imports: [RedisModule.forRoot({ url, commandTimeoutMs: -5 })] }).compile(), {
+      code: 'ERR_INVALID_ARGUMENT',
+    });
     await assert.rejects(
       Test.createTestingModule({ imports: [RedisModule.forRoot({ url, kyePrefix: 'typo:' } as any)] }).compile(),
       (e: any) => e.code === 'ERR_INVALID_ARGUMENT' && /kyePrefix/.test(e.message),

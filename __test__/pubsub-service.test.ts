@@ -40,7 +40,10 @@ describe('publish / subscribe', () => {
     });
     for (let i = 0; i < 50; i++) assert.equal(await pubsub.publish(ch, `m${i}`), 1);
     await eventually(() => got.length === 50);
-    assert.deepEqual(got, Array.from({ length: 50 }, (_, i) => `m${i}`));
+    assert.deepEqual(
+      got,
+      Array.from({ length: 50 }, (_, i) => `m${i}`),
+    );
     await sub.unsubscribe();
   });
 
@@ -103,9 +106,13 @@ describe('publish / subscribe', () => {
     await pubsub.publish(ch, 'good');
     await eventually(() => calls === 2 && errors.length === 1);
     assert.match(errors[0], /handler failed/);
-    const sync = await pubsub.subscribe(ch, () => {
-      throw new Error('sync throw');
-    }, { onError: (e) => errors.push(String(e)) });
+    const sync = await pubsub.subscribe(
+      ch,
+      () => {
+        throw new Error('sync throw');
+      },
+      { onError: (e) => errors.push(String(e)) },
+    );
     await pubsub.publish(ch, 'again');
     await eventually(() => errors.length === 2 && calls === 3);
     await sub.unsubscribe();
@@ -151,12 +158,21 @@ describe('publish / subscribe', () => {
 describe('PubSubService bad input', () => {
   it('bad channels, handlers and options are ERR_INVALID_ARGUMENT', async () => {
     for (const ch of [any(''), any(undefined), any(5)]) {
-      await assert.rejects(pubsub.subscribe(ch, () => {}), { code: 'ERR_INVALID_ARGUMENT' });
+      await assert.rejects(
+        pubsub.subscribe(ch, () => {}),
+        { code: 'ERR_INVALID_ARGUMENT' },
+      );
       await assert.rejects(pubsub.publish(ch, 'x'), { code: 'ERR_INVALID_ARGUMENT' });
     }
     await assert.rejects(pubsub.subscribe('c', any('nope')), { code: 'ERR_INVALID_ARGUMENT' });
-    await assert.rejects(pubsub.subscribe('c', () => {}, any({ json: 'yes' })), { code: 'ERR_INVALID_ARGUMENT' });
-    await assert.rejects(pubsub.subscribe('c', () => {}, any({ onError: 5 })), { code: 'ERR_INVALID_ARGUMENT' });
+    await assert.rejects(
+      pubsub.subscribe('c', () => {}, any({ json: 'yes' })),
+      { code: 'ERR_INVALID_ARGUMENT' },
+    );
+    await assert.rejects(
+      pubsub.subscribe('c', () => {}, any({ onError: 5 })),
+      { code: 'ERR_INVALID_ARGUMENT' },
+    );
     await assert.rejects(pubsub.publish('c', any(undefined)), { code: 'ERR_SERIALIZATION' });
   });
 });

@@ -165,7 +165,11 @@ describe('window boundaries', () => {
 describe('Redis outage', () => {
   it('fail-closed refuses and fail-open allows while Redis is down, both say so, both recover', async () => {
     const server = await startRedis();
-    const c = await RedisClient.connect({ url: server.url, commandTimeoutMs: 300, reconnect: { minDelayMs: 20, maxDelayMs: 100 } });
+    const c = await RedisClient.connect({
+      url: server.url,
+      commandTimeoutMs: 300,
+      reconnect: { minDelayMs: 20, maxDelayMs: 100 },
+    });
     const closed = new RateLimitService(c);
     const open = new RateLimitService(c, { onRedisError: 'fail-open' });
     const o: RateLimitOptions = { limit: 10, windowSeconds: 60 };

@@ -117,9 +117,9 @@ for (const adapter of ['express', 'fastify'] as const) {
 
     it('20 simultaneous requests against a limit of 3 let exactly 3 through', async () => {
       const ip = client();
-      const statuses = (await Promise.all(Array.from({ length: 20 }, () => http().get('/api/search').set('X-Forwarded-For', ip)))).map(
-        (r) => r.status,
-      );
+      const statuses = (
+        await Promise.all(Array.from({ length: 20 }, () => http().get('/api/search').set('X-Forwarded-For', ip)))
+      ).map((r) => r.status);
       assert.equal(statuses.filter((s) => s === 200).length, 3);
       assert.equal(statuses.filter((s) => s === 429).length, 17);
     });

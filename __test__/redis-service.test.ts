@@ -288,7 +288,10 @@ describe('pipeline / command', () => {
 
   it('a failing command in a pipeline puts an Error in its slot only', async () => {
     await redis.set('p-str', 'x');
-    const replies = await redis.pipeline([['HGET', 'p-str', 'f'], ['GET', 'p-str']]);
+    const replies = await redis.pipeline([
+      ['HGET', 'p-str', 'f'],
+      ['GET', 'p-str'],
+    ]);
     assert.ok(replies[0] instanceof Error);
     assert.equal((replies[0] as any).code, 'ERR_REDIS_COMMAND');
     assert.equal(replies[1], 'x');
@@ -306,7 +309,7 @@ describe('pipeline / command', () => {
     assert.equal(await redis.command('PING'), 'PONG');
   });
 
-  it('command applies the key prefix to the command\'s keys', async () => {
+  it("command applies the key prefix to the command's keys", async () => {
     await redis.command('MSET', ['ck1', 'v1', 'ck2', 'v2']);
     assert.equal(await raw.get(`${prefix}ck1`), 'v1');
     assert.equal(await raw.get(`${prefix}ck2`), 'v2');
@@ -346,14 +349,23 @@ describe('ordering and concurrency', () => {
   it('calls made without awaiting reach the server in the order they were made', async () => {
     const pushes = Array.from({ length: 2000 }, (_, i) => redis.command('RPUSH', ['order:list', i]));
     const lengths = await Promise.all(pushes);
-    assert.deepEqual(lengths, Array.from({ length: 2000 }, (_, i) => i + 1));
+    assert.deepEqual(
+      lengths,
+      Array.from({ length: 2000 }, (_, i) => i + 1),
+    );
     const stored = (await redis.command('LRANGE', ['order:list', 0, -1])) as string[];
-    assert.deepEqual(stored, Array.from({ length: 2000 }, (_, i) => String(i)));
+    assert.deepEqual(
+      stored,
+      Array.from({ length: 2000 }, (_, i) => String(i)),
+    );
   });
 
   it('single commands and pipelines issued together keep their order', async () => {
     const first = redis.set('order:k', 'one');
-    const piped = redis.pipeline([['GET', 'order:k'], ['SET', 'order:k', 'two']]);
+    const piped = redis.pipeline([
+      ['GET', 'order:k'],
+      ['SET', 'order:k', 'two'],
+    ]);
     const last = redis.get('order:k');
     await first;
     assert.deepEqual(await piped, ['one', 'OK']);

@@ -105,7 +105,10 @@ describe('Redis killed and restarted empty under 100 calls in flight', () => {
   it('RedisService get/set', async () => {
     await setup();
     const redis = new RedisService(client);
-    check('RedisService', await underFault(server, (i) => (i % 2 ? redis.set(`k${i % 500}`, 'v', 30) : redis.get(`k${i % 500}`))));
+    check(
+      'RedisService',
+      await underFault(server, (i) => (i % 2 ? redis.set(`k${i % 500}`, 'v', 30) : redis.get(`k${i % 500}`))),
+    );
     await teardown();
   });
 
@@ -215,7 +218,11 @@ describe('Redis killed and restarted empty under 100 calls in flight', () => {
 describe('nothing is lost', () => {
   it('every write reported successful after the restart reads back', async () => {
     const server = await startRedis();
-    const client = await RedisClient.connect({ url: server.url, commandTimeoutMs: COMMAND_TIMEOUT_MS, reconnect: { minDelayMs: 20, maxDelayMs: 200 } });
+    const client = await RedisClient.connect({
+      url: server.url,
+      commandTimeoutMs: COMMAND_TIMEOUT_MS,
+      reconnect: { minDelayMs: 20, maxDelayMs: 200 },
+    });
     const redis = new RedisService(client);
     let restartedAt = Infinity;
     const confirmed: number[] = [];
@@ -277,7 +284,9 @@ describe('other faults', () => {
     await client.close();
     const results = await settled;
     assert.ok(
-      results.every((r) => r.status === 'fulfilled' || ['ERR_CLIENT_CLOSED', 'ERR_REDIS_CONNECTION'].includes((r.reason as any).code)),
+      results.every(
+        (r) => r.status === 'fulfilled' || ['ERR_CLIENT_CLOSED', 'ERR_REDIS_CONNECTION'].includes((r.reason as any).code),
+      ),
     );
     await server.stop();
   });
@@ -306,7 +315,10 @@ describe('starting before Redis', () => {
     await server.stop();
     setTimeout(() => void server.start(), 400);
     const started = Date.now();
-    const client = await RedisClient.connect({ url: server.url, reconnect: { atStartup: true, minDelayMs: 50, maxDelayMs: 200 } });
+    const client = await RedisClient.connect({
+      url: server.url,
+      reconnect: { atStartup: true, minDelayMs: 50, maxDelayMs: 200 },
+    });
     assert.ok(Date.now() - started >= 300, 'it waited');
     assert.equal(typeof (await new RedisService(client).ping()), 'number');
     await client.close();

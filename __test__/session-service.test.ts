@@ -111,7 +111,10 @@ describe('updateSession', () => {
     await sessions.createSession('s-move', { userId: 'u-from' }, 60);
     await sessions.updateSession('s-move', { userId: 'u-to' });
     assert.deepEqual(await sessions.listUserSessions('u-from'), []);
-    assert.deepEqual((await sessions.listUserSessions('u-to')).map((s) => s.sessionId), ['s-move']);
+    assert.deepEqual(
+      (await sessions.listUserSessions('u-to')).map((s) => s.sessionId),
+      ['s-move'],
+    );
     await sessions.updateSession('s-move', { userId: null });
     assert.deepEqual(await sessions.listUserSessions('u-to'), []);
   });
@@ -123,13 +126,22 @@ describe('multi-device', () => {
     await sessions.createSession('s-laptop', { userId: 'u-multi', device: 'laptop' }, 120);
     await sessions.createSession('s-other', { userId: 'u-someone' }, 60);
     const list = await sessions.listUserSessions('u-multi');
-    assert.deepEqual(list.map((s) => s.sessionId), ['s-phone', 's-laptop']);
-    assert.deepEqual(list.map((s) => s.device), ['phone', 'laptop']);
+    assert.deepEqual(
+      list.map((s) => s.sessionId),
+      ['s-phone', 's-laptop'],
+    );
+    assert.deepEqual(
+      list.map((s) => s.device),
+      ['phone', 'laptop'],
+    );
   });
 
   it('numeric user ids are indexed as their decimal text', async () => {
     await sessions.createSession('s-num', { userId: 42 }, 60);
-    assert.deepEqual((await sessions.listUserSessions('42')).map((s) => s.sessionId), ['s-num']);
+    assert.deepEqual(
+      (await sessions.listUserSessions('42')).map((s) => s.sessionId),
+      ['s-num'],
+    );
   });
 
   it('destroyUserSessions logs out every device and counts them', async () => {

@@ -14,14 +14,44 @@ import { startRedis, type PrivateRedis } from './support/redis-server';
 function makeCertificates(dir: string) {
   const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
   const file = (name: string) => join(dir, name);
-  openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=test-ca');
+  openssl(
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.crt',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=test-ca',
+  );
   for (const [name, cn, ext] of [
     ['server', 'localhost', 'subjectAltName=DNS:localhost'],
     ['client', 'orders-api', 'extendedKeyUsage=clientAuth'],
   ]) {
     writeFileSync(file(`${name}.ext`), `${ext}\n`);
     openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`);
-    openssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.ext`);
+    openssl(
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      'ca.crt',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-out',
+      `${name}.crt`,
+      '-days',
+      '2',
+      '-extfile',
+      `${name}.ext`,
+    );
   }
   return {
     caFile: file('ca.crt'),
@@ -87,10 +117,9 @@ describe('TLS', () => {
   });
 
   it('plain redis:// against a TLS-only server does not connect', async () => {
-    await assert.rejects(
-      RedisClient.connect({ url: `redis://127.0.0.1:${server.port}`, connectTimeoutMs: 1000 }),
-      { code: 'ERR_REDIS_CONNECTION' },
-    );
+    await assert.rejects(RedisClient.connect({ url: `redis://127.0.0.1:${server.port}`, connectTimeoutMs: 1000 }), {
+      code: 'ERR_REDIS_CONNECTION',
+    });
   });
 
   it('mutual TLS: a client certificate is presented with cert and key', async () => {
@@ -99,16 +128,14 @@ describe('TLS', () => {
   });
 
   it('mutual TLS: without a client certificate the server refuses', async () => {
-    await assert.rejects(
-      RedisClient.connect({ url: mtlsServer.url, tls: { ca: certs.ca }, connectTimeoutMs: 2000 }),
-      { code: 'ERR_REDIS_CONNECTION' },
-    );
+    await assert.rejects(RedisClient.connect({ url: mtlsServer.url, tls: { ca: certs.ca }, connectTimeoutMs: 2000 }), {
+      code: 'ERR_REDIS_CONNECTION',
+    });
   });
 
   it('a certificate without its key is ERR_INVALID_ARGUMENT', async () => {
-    await assert.rejects(
-      RedisClient.connect({ url: server.url, tls: { ca: certs.ca, cert: certs.clientCert } }),
-      { code: 'ERR_INVALID_ARGUMENT' },
-    );
+    await assert.rejects(RedisClient.connect({ url: server.url, tls: { ca: certs.ca, cert: certs.clientCert } }), {
+      code: 'ERR_INVALID_ARGUMENT',
+    });
   });
 });

@@ -1,22 +1,22 @@
-'use strict'
+'use strict';
 // The clients compared, each behind the same small adapter:
 //   connect(url) -> { get(k), set(k, v), mget(keys), pipeline(cmds), raw, close() }
 // `raw` is the library's own client, for scenarios that need more than these calls.
 
-const { URL } = require('node:url')
+const { URL } = require('node:url');
 
 function hostPort(url) {
-  const u = new URL(url)
-  return { host: u.hostname, port: Number(u.port || 6379) }
+  const u = new URL(url);
+  return { host: u.hostname, port: Number(u.port || 6379) };
 }
 
 /** @type {Record<string, { connect(url: string): Promise<any> }>} */
 const libraries = {
   'nestjs-redis-native': {
     async connect(url) {
-      const { RedisClient, RedisService } = require('..')
-      const client = await RedisClient.connect({ url })
-      const redis = new RedisService(client)
+      const { RedisClient, RedisService } = require('..');
+      const client = await RedisClient.connect({ url });
+      const redis = new RedisService(client);
       return {
         raw: redis,
         client,
@@ -25,7 +25,7 @@ const libraries = {
         mget: (keys) => redis.mget(keys),
         pipeline: (cmds) => redis.pipeline(cmds),
         close: () => client.close(),
-      }
+      };
     },
   },
 
@@ -34,42 +34,42 @@ const libraries = {
 
   'node-redis': {
     async connect(url) {
-      const { createClient } = require('redis')
-      const c = await createClient({ url }).connect()
+      const { createClient } = require('redis');
+      const c = await createClient({ url }).connect();
       return {
         raw: c,
         get: (k) => c.get(k),
         set: (k, v) => c.set(k, v),
         mget: (keys) => c.mGet(keys),
         pipeline: (cmds) => {
-          const m = c.multi()
-          for (const [name, ...args] of cmds) m.addCommand([name, ...args.map(String)])
-          return m.execAsPipeline()
+          const m = c.multi();
+          for (const [name, ...args] of cmds) m.addCommand([name, ...args.map(String)]);
+          return m.execAsPipeline();
         },
         close: () => c.quit(),
-      }
+      };
     },
   },
 
   'valkey-glide': {
     async connect(url) {
-      const { GlideClient, Batch } = require('@valkey/valkey-glide')
-      const c = await GlideClient.createClient({ addresses: [hostPort(url)], requestTimeout: 5000 })
+      const { GlideClient, Batch } = require('@valkey/valkey-glide');
+      const c = await GlideClient.createClient({ addresses: [hostPort(url)], requestTimeout: 5000 });
       return {
         raw: c,
         get: (k) => c.get(k),
         set: (k, v) => c.set(k, v),
         mget: (keys) => c.mget(keys),
         pipeline: (cmds) => {
-          const b = new Batch(false)
-          for (const cmd of cmds) b.customCommand(cmd.map(String))
-          return c.exec(b, false)
+          const b = new Batch(false);
+          for (const cmd of cmds) b.customCommand(cmd.map(String));
+          return c.exec(b, false);
         },
         close: () => c.close(),
-      }
+      };
     },
   },
-}
+};
 
 /** Only in the scenarios that name them (not a general-purpose client). */
 const specialists = {
@@ -78,30 +78,31 @@ const specialists = {
   'rate-limiter-flexible': {
     only: true,
     async connect(url) {
-      const Redis = require('ioredis')
-      const { RateLimiterRedis } = require('rate-limiter-flexible')
-      const c = new Redis(url, { enableAutoPipelining: true, lazyConnect: true })
-      await c.connect()
-      const limiters = new Map()
+      const Redis = require('ioredis');
+      const { RateLimiterRedis } = require('rate-limiter-flexible');
+      const c = new Redis(url, { enableAutoPipelining: true, lazyConnect: true });
+      await c.connect();
+      const limiters = new Map();
       return {
         raw: c,
         limiter({ limit, windowSeconds, prefix }) {
-          const id = `${prefix}:${limit}:${windowSeconds}`
-          if (!limiters.has(id)) limiters.set(id, new RateLimiterRedis({ storeClient: c, points: limit, duration: windowSeconds, keyPrefix: prefix }))
-          return limiters.get(id)
+          const id = `${prefix}:${limit}:${windowSeconds}`;
+          if (!limiters.has(id))
+            limiters.set(id, new RateLimiterRedis({ storeClient: c, points: limit, duration: windowSeconds, keyPrefix: prefix }));
+          return limiters.get(id);
         },
         close: () => c.quit(),
-      }
+      };
     },
   },
-}
+};
 
 function ioredis(autoPipelining) {
   return {
     async connect(url) {
-      const Redis = require('ioredis')
-      const c = new Redis(url, { enableAutoPipelining: autoPipelining, lazyConnect: true })
-      await c.connect()
+      const Redis = require('ioredis');
+      const c = new Redis(url, { enableAutoPipelining: autoPipelining, lazyConnect: true });
+      await c.connect();
       return {
         raw: c,
         get: (k) => c.get(k),
@@ -109,14 +110,14 @@ function ioredis(autoPipelining) {
         mget: (keys) => c.mget(keys),
         pipeline: (cmds) => c.pipeline(cmds.map(([name, ...args]) => [name.toLowerCase(), ...args])).exec(),
         close: () => c.quit(),
-      }
+      };
     },
-  }
+  };
 }
 
 /** Libraries that load on this machine (an optional peer that fails to load is skipped). */
 function available() {
-  const out = {}
+  const out = {};
   for (const [name, lib] of Object.entries({ ...libraries, ...specialists })) {
     const mod = {
       'ioredis (auto-pipelining)': 'ioredis',
@@ -125,15 +126,15 @@ function available() {
       'valkey-glide': '@valkey/valkey-glide',
       'nestjs-redis-native': '..',
       'rate-limiter-flexible': 'rate-limiter-flexible',
-    }[name]
+    }[name];
     try {
-      require(mod)
-      out[name] = lib
+      require(mod);
+      out[name] = lib;
     } catch (e) {
-      process.stderr.write(`bench: skipping ${name}: ${e.message.split('\n')[0]}\n`)
+      process.stderr.write(`bench: skipping ${name}: ${e.message.split('\n')[0]}\n`);
     }
   }
-  return out
+  return out;
 }
 
-module.exports = { libraries: available(), hostPort }
+module.exports = { libraries: available(), hostPort };

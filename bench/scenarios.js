@@ -1,4 +1,4 @@
-'use strict'
+'use strict';
 // The scenarios. A scenario is a few lines:
 //   id, title      how it is named in the table and in latest.json
 //   inFlight       calls kept running at once (1 = sequential, one awaited at a time)
@@ -10,42 +10,69 @@
 //   call(lib, i)   one call; `lib` is the adapter from libraries.js (lib.raw is the client).
 //                  Or an object { [library]: (lib, i) => ... } when each does it its own way.
 
-const KEYS = 1000
-const VALUE = 'v'.repeat(100) // 100-byte values
-const key = (i) => `bench:key:${i % KEYS}`
+const KEYS = 1000;
+const VALUE = 'v'.repeat(100); // 100-byte values
+const key = (i) => `bench:key:${i % KEYS}`;
 
 async function fillKeys(lib) {
   for (let i = 0; i < KEYS; i += 100) {
-    await Promise.all(Array.from({ length: 100 }, (_, j) => lib.set(key(i + j), VALUE)))
+    await Promise.all(Array.from({ length: 100 }, (_, j) => lib.set(key(i + j), VALUE)));
   }
 }
 
-const mgetKeys = Array.from({ length: KEYS / 10 }, (_, i) => Array.from({ length: 10 }, (_, j) => key(i * 10 + j)))
+const mgetKeys = Array.from({ length: KEYS / 10 }, (_, i) => Array.from({ length: 10 }, (_, j) => key(i * 10 + j)));
 const pipelineCommands = Array.from({ length: 10 }, (_, p) =>
   Array.from({ length: 100 }, (_, j) => (j % 2 ? ['GET', key(p * 100 + j)] : ['SET', key(p * 100 + j), VALUE])),
-)
+);
 
 /** @type {Array<{id: string, title: string, inFlight: number, calls: number, opsPerCall?: number, libraries?: string[], prepare?: (lib: any, name: string) => Promise<void>, call: ((lib: any, i: number) => Promise<unknown>) | Record<string, (lib: any, i: number) => Promise<unknown>>}>} */
 const scenarios = [
   { id: 'get-seq', title: 'GET, sequential', inFlight: 1, calls: 5000, prepare: fillKeys, call: (lib, i) => lib.get(key(i)) },
   { id: 'set-seq', title: 'SET, sequential', inFlight: 1, calls: 5000, call: (lib, i) => lib.set(key(i), VALUE) },
-  { id: 'get-100', title: 'GET, 100 in flight', inFlight: 100, calls: 100000, prepare: fillKeys, call: (lib, i) => lib.get(key(i)) },
+  {
+    id: 'get-100',
+    title: 'GET, 100 in flight',
+    inFlight: 100,
+    calls: 100000,
+    prepare: fillKeys,
+    call: (lib, i) => lib.get(key(i)),
+  },
   { id: 'set-100', title: 'SET, 100 in flight', inFlight: 100, calls: 100000, call: (lib, i) => lib.set(key(i), VALUE) },
-  { id: 'mget-10', title: 'MGET of 10 keys, 100 in flight', inFlight: 100, calls: 30000, prepare: fillKeys, call: (lib, i) => lib.mget(mgetKeys[i % mgetKeys.length]) },
-  { id: 'pipeline-100', title: 'pipeline of 100 commands (GET/SET), sequential', inFlight: 1, calls: 500, opsPerCall: 100, call: (lib, i) => lib.pipeline(pipelineCommands[i % pipelineCommands.length]) },
-]
+  {
+    id: 'mget-10',
+    title: 'MGET of 10 keys, 100 in flight',
+    inFlight: 100,
+    calls: 30000,
+    prepare: fillKeys,
+    call: (lib, i) => lib.mget(mgetKeys[i % mgetKeys.length]),
+  },
+  {
+    id: 'pipeline-100',
+    title: 'pipeline of 100 commands (GET/SET), sequential',
+    inFlight: 1,
+    calls: 500,
+    opsPerCall: 100,
+    call: (lib, i) => lib.pipeline(pipelineCommands[i % pipelineCommands.length]),
+  },
+];
 
 // Sessions: SessionService against what a NestJS team writes by hand with ioredis
 // (connect-redis style: a JSON string per session, plus a per-user set for "logout
 // everywhere"). Ours does more per call: atomic per-user index with pruning, online status.
-const OURS = 'nestjs-redis-native'
-const IOREDIS = 'ioredis (auto-pipelining)'
-const SESSIONS = 1000
-const sessionData = (i) => ({ userId: `user-${i % 100}`, roles: ['customer'], name: 'Ada Lovelace', cart: { items: 3, total: 59.9 }, locale: 'en-GB' })
+const OURS = 'nestjs-redis-native';
+const IOREDIS = 'ioredis (auto-pipelining)';
+const SESSIONS = 1000;
+const sessionData = (i) => ({
+  userId: `user-${i % 100}`,
+  roles: ['customer'],
+  name: 'Ada Lovelace',
+  cart: { items: 3, total: 59.9 },
+  locale: 'en-GB',
+});
 function sessionsOf(lib) {
-  const { SessionService } = require('..')
-  lib.sessions ??= new SessionService(lib.client)
-  return lib.sessions
+  const { SessionService } = require('..');
+  lib.sessions ??= new SessionService(lib.client);
+  return lib.sessions;
 }
 async function fillSessions(lib, name) {
   for (let i = 0; i < SESSIONS; i += 100) {
@@ -55,7 +82,7 @@ async function fillSessions(lib, name) {
           ? sessionsOf(lib).createSession(`bench-${i + j}`, sessionData(i + j), 3600)
           : lib.raw.set(`bench:sess:${i + j}`, JSON.stringify(sessionData(i + j)), 'EX', 3600),
       ),
-    )
+    );
   }
 }
 
@@ -88,24 +115,24 @@ scenarios.push(
           .exec(),
     },
   },
-)
+);
 
 // Rate limiting: RateLimitService.consume (each algorithm) against rate-limiter-flexible's
 // RateLimiterRedis on ioredis, 1,000 keys, 100 in flight. Limits high enough that every
 // call is allowed (the common case), so both do the same work per call.
-const RLF = 'rate-limiter-flexible'
-const RATE_KEYS = 1000
+const RLF = 'rate-limiter-flexible';
+const RATE_KEYS = 1000;
 function limiterOf(lib) {
-  const { RateLimitService } = require('..')
-  lib.limiter ??= new RateLimitService(lib.client)
-  return lib.limiter
+  const { RateLimitService } = require('..');
+  lib.limiter ??= new RateLimitService(lib.client);
+  return lib.limiter;
 }
 for (const [algorithm, label] of [
   ['sliding-window', 'sliding window (default)'],
   ['fixed-window', 'fixed window'],
   ['token-bucket', 'token bucket'],
 ]) {
-  const options = { limit: 1000, windowSeconds: 1, algorithm }
+  const options = { limit: 1000, windowSeconds: 1, algorithm };
   scenarios.push({
     id: `ratelimit-${algorithm}`,
     title: `RateLimitService.consume, ${label}, 1000 keys, limit 1000/s, 100 in flight (vs rate-limiter-flexible)`,
@@ -114,9 +141,12 @@ for (const [algorithm, label] of [
     libraries: [OURS, RLF],
     call: {
       [OURS]: (lib, i) => limiterOf(lib).consume(`bench:${algorithm}:${i % RATE_KEYS}`, options),
-      [RLF]: (lib, i) => lib.limiter({ limit: options.limit, windowSeconds: options.windowSeconds, prefix: `bench-rlf-${algorithm}` }).consume(`k${i % RATE_KEYS}`),
+      [RLF]: (lib, i) =>
+        lib
+          .limiter({ limit: options.limit, windowSeconds: options.windowSeconds, prefix: `bench-rlf-${algorithm}` })
+          .consume(`k${i % RATE_KEYS}`),
     },
-  })
+  });
 }
 
-module.exports = { scenarios, key, VALUE, KEYS }
+module.exports = { scenarios, key, VALUE, KEYS };

@@ -44,7 +44,13 @@ class ProductCatalog {
     say("getJson('product:1')", await this.redis.getJson('product:1'));
     say("mget(['product:1', 'product:9'])   // raw strings, null when absent", await this.redis.mget(['product:1', 'product:9']));
     say("keys('product:*')   // SCAN, keyPrefix applied and stripped", (await this.redis.keys('product:*')).sort());
-    say("pipeline([['INCR', 'hits'], ['GET', 'hits']])   // one round trip", await this.redis.pipeline([['INCR', 'hits'], ['GET', 'hits']]));
+    say(
+      "pipeline([['INCR', 'hits'], ['GET', 'hits']])   // one round trip",
+      await this.redis.pipeline([
+        ['INCR', 'hits'],
+        ['GET', 'hits'],
+      ]),
+    );
     say("deletePattern('product:*')", await this.redis.deletePattern('product:*'));
 
     try {
@@ -78,10 +84,22 @@ class AuthFlow {
       await this.tokens.storeRefreshToken('user-7', `refresh-${device}`, 3600);
       await this.sessions.createSession(`sess-${device}`, { userId: 'user-7', device }, 3600);
     }
-    say("3 logins of user-7 (maxSessionsPerUser: 2): listUserSessions('user-7')", (await this.sessions.listUserSessions('user-7')).map((s) => s.device));
-    say("rotateRefreshToken('user-7', 'refresh-phone', 'refresh-phone-2')", await this.tokens.rotateRefreshToken('user-7', 'refresh-phone', 'refresh-phone-2', 3600));
-    say("rotateRefreshToken with 'refresh-phone' again   // stolen copy", await this.tokens.rotateRefreshToken('user-7', 'refresh-phone', 'attacker', 3600));
-    say("isRefreshTokenValid('user-7', 'refresh-phone-2')   // family revoked", await this.tokens.isRefreshTokenValid('user-7', 'refresh-phone-2'));
+    say(
+      "3 logins of user-7 (maxSessionsPerUser: 2): listUserSessions('user-7')",
+      (await this.sessions.listUserSessions('user-7')).map((s) => s.device),
+    );
+    say(
+      "rotateRefreshToken('user-7', 'refresh-phone', 'refresh-phone-2')",
+      await this.tokens.rotateRefreshToken('user-7', 'refresh-phone', 'refresh-phone-2', 3600),
+    );
+    say(
+      "rotateRefreshToken with 'refresh-phone' again   // stolen copy",
+      await this.tokens.rotateRefreshToken('user-7', 'refresh-phone', 'attacker', 3600),
+    );
+    say(
+      "isRefreshTokenValid('user-7', 'refresh-phone-2')   // family revoked",
+      await this.tokens.isRefreshTokenValid('user-7', 'refresh-phone-2'),
+    );
     await this.sessions.updateSession('sess-laptop', { cart: ['book'] });
     say("updateSession('sess-laptop', { cart: ['book'] }) → getSession", await this.sessions.getSession('sess-laptop'));
     say("isUserOnline('user-7')", await this.sessions.isUserOnline('user-7'));
@@ -89,7 +107,9 @@ class AuthFlow {
     say("destroyUserSessions('user-7')", await this.sessions.destroyUserSessions('user-7'));
     const claims = await Promise.all(Array.from({ length: 10 }, () => this.idempotency.begin('webhook:evt_1')));
     say("10 concurrent begin('webhook:evt_1') → how many 'started'", claims.filter((c) => c.state === 'started').length);
-    const attempts = await Promise.all(Array.from({ length: 12 }, () => this.limits.consume('login:ada@example.com', { limit: 5, windowSeconds: 60 })));
+    const attempts = await Promise.all(
+      Array.from({ length: 12 }, () => this.limits.consume('login:ada@example.com', { limit: 5, windowSeconds: 60 })),
+    );
     say('12 concurrent login attempts, limit 5 per minute → allowed', attempts.filter((a) => a.allowed).length);
     const refused = attempts.find((a) => !a.allowed)!;
     say('  a refused one: remaining, retryAfterMs', [refused.remaining, refused.retryAfterMs]);
@@ -120,19 +140,26 @@ class Infrastructure {
     let overlap = 0;
     await Promise.all(
       Array.from({ length: 10 }, () =>
-        this.locks.withLock('report', 5000, async () => {
-          if (++inside > 1) overlap++;
-          await new Promise((r) => setTimeout(r, 2));
-          inside--;
-        }, { retryDelayMs: 5 }),
+        this.locks.withLock(
+          'report',
+          5000,
+          async () => {
+            if (++inside > 1) overlap++;
+            await new Promise((r) => setTimeout(r, 2));
+            inside--;
+          },
+          { retryDelayMs: 5 },
+        ),
       ),
     );
     say("10 concurrent withLock('report') → overlapping runs", overlap);
     const heard = new Promise((resolve) => {
-      void this.pubsub.subscribe('orders', (order) => resolve(order), { json: true }).then(async (sub) => {
-        await this.pubsub.publish('orders', { id: 7, total: 9.5 });
-        setTimeout(() => void sub.unsubscribe(), 10);
-      });
+      void this.pubsub
+        .subscribe('orders', (order) => resolve(order), { json: true })
+        .then(async (sub) => {
+          await this.pubsub.publish('orders', { id: 7, total: 9.5 });
+          setTimeout(() => void sub.unsubscribe(), 10);
+        });
     });
     say("publish('orders', { id: 7 }) → the subscriber got", await heard);
     const health = await this.client.health();
@@ -155,7 +182,12 @@ async function main(): Promise<void> {
 
   @Module({
     imports: [
-      RedisModule.forRoot({ url, keyPrefix: 'demo:', clientName: 'nestjs-redis-native-demo', sessions: { maxSessionsPerUser: 2 } }),
+      RedisModule.forRoot({
+        url,
+        keyPrefix: 'demo:',
+        clientName: 'nestjs-redis-native-demo',
+        sessions: { maxSessionsPerUser: 2 },
+      }),
     ],
     providers: [ProductCatalog, AuthFlow, Infrastructure],
   })

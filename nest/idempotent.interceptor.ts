@@ -51,7 +51,9 @@ export class IdempotencyInterceptor implements NestInterceptor {
 
     const path = String(req.originalUrl ?? req.url ?? '').split('?')[0];
     const key = `http:${req.method}:${path}:${idempotencyKey}`;
-    const fingerprint = createHash('sha256').update(JSON.stringify(req.body ?? null)).digest('hex');
+    const fingerprint = createHash('sha256')
+      .update(JSON.stringify(req.body ?? null))
+      .digest('hex');
     const begun = await this.idempotency.begin(key, { lockTtl: options.lockTtl, resultTtl: options.ttl, fingerprint });
     const adapter = this.adapterHost.httpAdapter;
     switch (begun.state) {

@@ -1,10 +1,4 @@
-import {
-  type CanActivate,
-  type ExecutionContext,
-  HttpException,
-  HttpStatus,
-  Injectable,
-} from '@nestjs/common';
+import { type CanActivate, type ExecutionContext, HttpException, HttpStatus, Injectable } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
 import { RateLimitService, type RateLimitResult } from 'nestjs-redis-native';
 import type { RateLimitRule } from './rate-limit.decorator';
@@ -37,7 +31,10 @@ export class RateLimitGuard implements CanActivate {
     const cls = context.getClass();
     const handler = context.getHandler();
     const rules = [
-      ...((Reflect.getMetadata(RATE_LIMITS, cls) ?? []) as RateLimitRule[]).map((rule, i) => ({ rule, scope: `${cls.name}#${i}` })),
+      ...((Reflect.getMetadata(RATE_LIMITS, cls) ?? []) as RateLimitRule[]).map((rule, i) => ({
+        rule,
+        scope: `${cls.name}#${i}`,
+      })),
       ...((Reflect.getMetadata(RATE_LIMITS, handler) ?? []) as RateLimitRule[]).map((rule, i) => ({
         rule,
         scope: `${cls.name}.${handler.name}#${i}`,

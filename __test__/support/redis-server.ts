@@ -69,18 +69,22 @@ export interface ServerTls {
  * Starts a private redis-server. `args` are extra redis-server arguments. With `tls`, the
  * server speaks only TLS on `port` (and its `url` is `rediss://localhost:<port>`).
  */
-export async function startRedis(
-  options: { args?: string[]; port?: number; tls?: ServerTls } = {},
-): Promise<PrivateRedis> {
+export async function startRedis(options: { args?: string[]; port?: number; tls?: ServerTls } = {}): Promise<PrivateRedis> {
   const tls = options.tls;
   const tlsArgs = tls
     ? [
-        '--port', '0',
-        '--tls-port', '', // filled below, once the port is known
-        '--tls-cert-file', tls.certFile,
-        '--tls-key-file', tls.keyFile,
-        '--tls-ca-cert-file', tls.caFile,
-        '--tls-auth-clients', tls.requireClientCert ? 'yes' : 'no',
+        '--port',
+        '0',
+        '--tls-port',
+        '', // filled below, once the port is known
+        '--tls-cert-file',
+        tls.certFile,
+        '--tls-key-file',
+        tls.keyFile,
+        '--tls-ca-cert-file',
+        tls.caFile,
+        '--tls-auth-clients',
+        tls.requireClientCert ? 'yes' : 'no',
       ]
     : [];
   const port = options.port ?? (await freePort());
@@ -93,12 +97,18 @@ export async function startRedis(
     child = spawn(
       'redis-server',
       [
-        '--port', String(port),
-        '--bind', '127.0.0.1',
-        '--save', '',
-        '--appendonly', 'no',
-        '--dir', dir,
-        '--protected-mode', 'no',
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--dir',
+        dir,
+        '--protected-mode',
+        'no',
         ...tlsArgs,
         ...(options.args ?? []),
       ],
