@@ -472,7 +472,7 @@ export interface ClientMetrics {
   reconnects: number
   /** Calls waiting for a reply right now. */
   inFlight: number
-  /** Latency from sending to the reply, µs: median, 99th percentile (±10%) and maximum. */
+  /** Latency from sending to the reply, µs: median and 99th percentile (histogram bucket bounds: at most ~19% above the true value) and the exact maximum. */
   latencyUs: LatencyUs
 }
 

@@ -156,6 +156,20 @@ pub fn ttl(v: Option<&Unknown>, what: &str) -> RnResult<Option<Duration>> {
   }
 }
 
+/// A required TTL argument (seconds): `undefined` is refused like any other bad value.
+pub fn required_ttl(v: &Unknown, what: &str) -> RnResult<Duration> {
+  ttl(Some(v), what)?.ok_or_else(|| {
+    RnError::invalid(format!(
+      "{what} must be a finite number of seconds > 0, got undefined"
+    ))
+  })
+}
+
+/// A duration as whole milliseconds, for a script argument.
+pub fn millis(d: Duration) -> String {
+  d.as_millis().to_string()
+}
+
 /// True for `undefined`/`null`/absent.
 pub fn is_absent(v: Option<&Unknown>) -> bool {
   v.is_none_or(|v| matches!(type_of(v), ValueType::Undefined | ValueType::Null))

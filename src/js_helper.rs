@@ -5,7 +5,11 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use napi::{sys, Env};
+use napi::bindgen_prelude::{PromiseRaw, Unknown};
+use napi::{sys, Env, JsValue};
+
+use crate::completion::reject;
+use crate::error::RnError;
 
 thread_local! {
   /// Compiled helpers of this JS thread, by source text.
@@ -61,4 +65,10 @@ pub fn call(
     ))?;
   }
   Ok(out)
+}
+
+/// A Promise rejected with `err`, for a method that returns whatever a helper returns.
+pub fn rejected<'env>(env: &'env Env, err: RnError) -> napi::Result<Unknown<'env>> {
+  let p: PromiseRaw<'env, ()> = reject(env, err)?;
+  Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), p.raw()) })
 }

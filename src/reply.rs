@@ -7,6 +7,16 @@ use redis::Value;
 use crate::completion::create_js_error;
 use crate::error::{ErrorCode, RnError};
 
+/// An integer reply; anything else is a bug (`ERR_INTERNAL`).
+pub fn int(v: Value) -> crate::error::RnResult<i64> {
+  match v {
+    Value::Int(i) => Ok(i),
+    other => Err(RnError::internal(format!(
+      "expected an integer reply, got {other:?}"
+    ))),
+  }
+}
+
 /// An owned, `Send` reply, turned into a JS value on the JS thread.
 ///
 /// Bulk strings become strings when they are UTF-8 and Buffers otherwise; integers and

@@ -6,6 +6,11 @@ use redis::Value;
 use crate::connection::Connection;
 use crate::error::{ErrorCode, RnResult};
 
+/// For a script called without keys.
+pub const NO_KEYS: &[&str] = &[];
+/// For a script called without arguments.
+pub const NO_ARGS: &[&[u8]] = &[];
+
 pub struct LuaScript {
   code: &'static str,
   sha: String,
@@ -19,25 +24,30 @@ impl LuaScript {
     }
   }
 
-  /// Runs the script with `keys` (already prefixed) and `args`.
-  pub async fn run(&self, conn: &Connection, keys: &[&str], args: &[&[u8]]) -> RnResult<Value> {
+  /// Runs the script with `keys` (already prefixed) and `args` (strings or bytes).
+  pub async fn run<K: AsRef<str>, A: AsRef<[u8]>>(
+    &self,
+    conn: &Connection,
+    keys: &[K],
+    args: &[A],
+  ) -> RnResult<Value> {
     let build = |op: &str, body: &str| {
       let mut cmd = redis::cmd(op);
       cmd.arg(body).arg(keys.len());
       for k in keys {
-        cmd.arg(*k);
+        cmd.arg(k.as_ref());
       }
       for a in args {
-        cmd.arg(*a);
+        cmd.arg(a.as_ref());
       }
       cmd
     };
-    match conn.exec(&build("EVALSHA", &self.sha)).await {
+    match conn.exec(build("EVALSHA", &self.sha)).await {
       Err(e)
         if e.code == ErrorCode::RedisCommand && e.server_code.as_deref() == Some("NOSCRIPT") =>
       {
         // EVAL both runs the script and caches it on the server for the next EVALSHA.
-        conn.exec(&build("EVAL", self.code)).await
+        conn.exec(build("EVAL", self.code)).await
       }
       other => other,
     }

@@ -18,14 +18,15 @@ use redis::Value;
 
 use crate::args;
 use crate::client::connection_of;
-use crate::completion::{complete_with, js_error, reject};
+use crate::completion::{complete_with, js_error};
 use crate::connection::Connection;
 use crate::error::{RnError, RnResult};
 use crate::js_helper;
 use crate::json::{self, JsonText};
 use crate::json_fields;
 use crate::keys;
-use crate::script::LuaScript;
+use crate::reply::int;
+use crate::script::{LuaScript, NO_KEYS};
 
 macro_rules! script {
   ($name:ident, $file:literal) => {
@@ -86,7 +87,7 @@ struct Stats {
 #[napi]
 pub struct CacheService {
   conn: Connection,
-  stats: Arc<Mutex<HashMap<String, Arc<Stats>>>>,
+  stats: Mutex<HashMap<String, Arc<Stats>>>,
 }
 
 /// One namespace of the cache: keys `<namespace>:<key>`, values JSON.
@@ -105,7 +106,7 @@ impl CacheService {
   pub fn new(env: &Env, client: Unknown) -> napi::Result<Self> {
     Ok(CacheService {
       conn: connection_of(env, client, "CacheService")?,
-      stats: Arc::new(Mutex::new(HashMap::new())),
+      stats: Mutex::new(HashMap::new()),
     })
   }
 
@@ -197,17 +198,6 @@ fn index_pairs(
   }
 }
 
-fn int(v: Value) -> RnResult<i64> {
-  match v {
-    Value::Int(i) => Ok(i),
-    other => Err(RnError::internal(format!("unexpected reply {other:?}"))),
-  }
-}
-
-fn ms(d: Duration) -> String {
-  d.as_millis().to_string()
-}
-
 impl CacheNamespace {
   fn item_key(&self, key: &str) -> String {
     self.conn.key(&format!("{}:{key}", self.name))
@@ -276,7 +266,7 @@ impl CacheNamespace {
       let indexes = index_pairs(&map)?;
       let fields = item_fields(env, &value)?;
       let mut argv = vec![
-        ttl.map(ms).unwrap_or_default().into_bytes(),
+        ttl.map(args::millis).unwrap_or_default().into_bytes(),
         self.index_base().into_bytes(),
       ];
       self.item_args(&mut argv, &key, fields, &indexes);
@@ -284,8 +274,7 @@ impl CacheNamespace {
     })();
     let conn = self.conn.clone();
     complete_with(env, parsed, move |argv| async move {
-      let argv: Vec<&[u8]> = argv.iter().map(Vec::as_slice).collect();
-      SET.run(&conn, &[], &argv).await.map(|_| true)
+      SET.run(&conn, NO_KEYS, &argv).await.map(|_| true)
     })
   }
 
@@ -306,7 +295,7 @@ impl CacheNamespace {
     complete_with(env, parsed, move |item| async move {
       let mut cmd = redis::cmd("HGETALL");
       cmd.arg(item);
-      let Value::Array(pairs) = conn.exec(&cmd).await? else {
+      let Value::Array(pairs) = conn.exec(cmd).await? else {
         return Err(RnError::internal("unexpected HGETALL reply"));
       };
       let found = item_json(&pairs);
@@ -371,14 +360,13 @@ impl CacheNamespace {
       let mut argv = vec![
         key.clone().into_bytes(),
         self.index_base().into_bytes(),
-        ttl.map(ms).unwrap_or_default().into_bytes(),
+        ttl.map(args::millis).unwrap_or_default().into_bytes(),
       ];
       argv.extend(fields);
       Ok((self.item_key(&key), argv))
     })();
     let conn = self.conn.clone();
     complete_with(env, parsed, move |(item, argv)| async move {
-      let argv: Vec<&[u8]> = argv.iter().map(Vec::as_slice).collect();
       match int(UPDATE.run(&conn, &[&item], &argv).await?)? {
         -1 => Err(RnError::invalid("update needs an object value at this key")),
         n => Ok(n == 1),
@@ -416,13 +404,14 @@ impl CacheNamespace {
   ) -> napi::Result<PromiseRaw<'env, bool>> {
     let parsed = (|| {
       let key = Self::key(&key)?;
-      let ttl = args::ttl(Some(&ttl), "ttl")?
-        .ok_or_else(|| RnError::invalid("ttl must be a finite number of seconds > 0"))?;
-      Ok((self.item_key(&key), [key, self.index_base(), ms(ttl)]))
+      let ttl = args::required_ttl(&ttl, "ttl")?;
+      Ok((
+        self.item_key(&key),
+        [key, self.index_base(), args::millis(ttl)],
+      ))
     })();
     let conn = self.conn.clone();
     complete_with(env, parsed, move |(item, argv)| async move {
-      let argv: Vec<&[u8]> = argv.iter().map(|a| a.as_bytes()).collect();
       Ok(int(SET_TTL.run(&conn, &[&item], &argv).await?)? == 1)
     })
   }
@@ -530,12 +519,11 @@ impl CacheNamespace {
       let ttl = args::ttl(ttl.as_ref(), "ttl")?.or(self.default_ttl);
       Ok((
         self.item_key(&key),
-        [by.to_string(), ttl.map(ms).unwrap_or_default()],
+        [by.to_string(), ttl.map(args::millis).unwrap_or_default()],
       ))
     })();
     let conn = self.conn.clone();
     complete_with(env, parsed, move |(item, argv)| async move {
-      let argv: Vec<&[u8]> = argv.iter().map(|a| a.as_bytes()).collect();
       int(INCREMENT.run(&conn, &[&item], &argv).await?)
     })
   }
@@ -572,7 +560,7 @@ impl CacheNamespace {
       for item in &items {
         pipe.cmd("HGETALL").arg(item);
       }
-      let replies = conn.exec_pipeline(&pipe, items.len()).await?;
+      let replies = conn.exec_pipeline(pipe, items.len()).await?;
       let mut out = Vec::with_capacity(replies.len());
       for reply in replies {
         let found = match reply {
@@ -608,7 +596,7 @@ impl CacheNamespace {
       let ttl = args::ttl(ttl.as_ref(), "ttl")?.or(self.default_ttl);
       let fields = json_fields::object_fields(env, &entries, "entries")?;
       let mut argv = vec![
-        ttl.map(ms).unwrap_or_default().into_bytes(),
+        ttl.map(args::millis).unwrap_or_default().into_bytes(),
         self.index_base().into_bytes(),
       ];
       for (key, raw) in fields {
@@ -636,8 +624,7 @@ impl CacheNamespace {
       if argv.len() <= 2 {
         return Ok(());
       }
-      let argv: Vec<&[u8]> = argv.iter().map(Vec::as_slice).collect();
-      SET.run(&conn, &[], &argv).await.map(|_| ())
+      SET.run(&conn, NO_KEYS, &argv).await.map(|_| ())
     })
   }
 
@@ -676,8 +663,7 @@ impl CacheNamespace {
       args::ttl(ttl.as_ref(), "ttl").map(|_| ())
     });
     if let Err(e) = checked {
-      let p: PromiseRaw<'env, ()> = reject(env, e)?;
-      return Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), p.raw()) });
+      return js_helper::rejected(env, e);
     }
     let helper = js_helper::function(env, include_str!("get_or_set.js"))?;
     let mut undefined = std::ptr::null_mut();

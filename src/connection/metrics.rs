@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Buckets of the latency histogram: bucket i holds latencies up to `bound(i)` µs, growing
-/// by ~19% per bucket from 1 µs to past 60 s (percentiles within ~10%).
+/// by ~19% per bucket from 1 µs to past 60 s (a percentile is reported as its bucket's upper bound: at most ~19% high).
 const BUCKETS: usize = 100;
 
 fn bound(i: usize) -> f64 {

@@ -28,13 +28,13 @@ pub enum Backend {
 }
 
 impl Backend {
-  async fn exec(&self, cmd: &Cmd) -> RnResult<Value> {
+  async fn exec(&self, cmd: Cmd) -> RnResult<Value> {
     match self {
       Backend::Standalone(s) => s.exec(cmd).await,
     }
   }
 
-  async fn exec_pipeline(&self, pipe: &Pipeline, count: usize) -> RnResult<Vec<Value>> {
+  async fn exec_pipeline(&self, pipe: Pipeline, count: usize) -> RnResult<Vec<Value>> {
     match self {
       Backend::Standalone(s) => s.exec_pipeline(pipe, count).await,
     }
@@ -116,7 +116,7 @@ impl Connection {
   }
 
   /// Sends one command; a server error reply becomes `ERR_REDIS_COMMAND`.
-  pub async fn exec(&self, cmd: &Cmd) -> RnResult<Value> {
+  pub async fn exec(&self, cmd: Cmd) -> RnResult<Value> {
     let started = self.started();
     let result = match self.inner.backend.exec(cmd).await {
       Ok(Value::ServerError(e)) => Err(RnError::from(redis::RedisError::from(e))),
@@ -145,7 +145,7 @@ impl Connection {
   pub async fn exists(&self, key: &str) -> RnResult<bool> {
     let mut cmd = redis::cmd("EXISTS");
     cmd.arg(key);
-    match self.exec(&cmd).await? {
+    match self.exec(cmd).await? {
       Value::Int(n) => Ok(n > 0),
       other => Err(RnError::internal(format!(
         "unexpected EXISTS reply {other:?}"
@@ -158,7 +158,7 @@ impl Connection {
   pub async fn ttl_seconds(&self, key: &str) -> RnResult<Option<f64>> {
     let mut cmd = redis::cmd("PTTL");
     cmd.arg(key);
-    match self.exec(&cmd).await? {
+    match self.exec(cmd).await? {
       Value::Int(-2) => Ok(None),
       Value::Int(-1) => Ok(Some(-1.0)),
       Value::Int(ms) => Ok(Some(ms as f64 / 1000.0)),
@@ -185,7 +185,7 @@ impl Connection {
 
   /// Sends commands in one round trip. Replies come back in order; a command that failed
   /// on the server has its error in its slot (`Value::ServerError`), the others still count.
-  pub async fn exec_pipeline(&self, pipe: &Pipeline, count: usize) -> RnResult<Vec<Value>> {
+  pub async fn exec_pipeline(&self, pipe: Pipeline, count: usize) -> RnResult<Vec<Value>> {
     if count == 0 {
       return Ok(Vec::new());
     }
@@ -213,7 +213,7 @@ impl Connection {
       .inner
       .key_table
       .get_or_try_init(|| async {
-        let reply = self.exec(&redis::cmd("COMMAND")).await?;
+        let reply = self.exec(redis::cmd("COMMAND")).await?;
         Ok::<_, RnError>(KeyTable::from_command_reply(&reply))
       })
       .await?;
@@ -226,7 +226,7 @@ impl Connection {
         for a in args.iter() {
           getkeys.arg(a.as_slice());
         }
-        match self.exec(&getkeys).await {
+        match self.exec(getkeys).await {
           Ok(reply) => keys::positions_of_returned_keys(&reply, args),
           // "The command has no key arguments" (or an invalid command): nothing to prefix;
           // the command itself reports a real mistake when it is sent.

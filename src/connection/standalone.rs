@@ -95,31 +95,24 @@ impl Standalone {
   /// together, as one pipeline: one hand-off to the connection and one timer per batch
   /// instead of per command. Each still gets its own reply or error, and commands reach
   /// the server in the order they were issued.
-  pub async fn exec(&self, cmd: &Cmd) -> RnResult<Value> {
+  pub async fn exec(&self, cmd: Cmd) -> RnResult<Value> {
     // Fail fast (closed, or reconnecting) before queueing anything.
     self.shared.current()?;
     let (reply, answer) = oneshot::channel();
     self
       .outbox
-      .send(Job::One {
-        cmd: cmd.clone(),
-        reply,
-      })
+      .send(Job::One { cmd, reply })
       .map_err(|_| RnError::closed())?;
     answer.await.unwrap_or_else(|_| Err(RnError::closed()))
   }
 
   /// Sends a caller's pipeline in one round trip, in order with the other commands.
-  pub async fn exec_pipeline(&self, pipe: &Pipeline, count: usize) -> RnResult<Vec<Value>> {
+  pub async fn exec_pipeline(&self, pipe: Pipeline, count: usize) -> RnResult<Vec<Value>> {
     self.shared.current()?;
     let (reply, answer) = oneshot::channel();
     self
       .outbox
-      .send(Job::Pipeline {
-        pipe: pipe.clone(),
-        count,
-        reply,
-      })
+      .send(Job::Pipeline { pipe, count, reply })
       .map_err(|_| RnError::closed())?;
     answer.await.unwrap_or_else(|_| Err(RnError::closed()))
   }

@@ -21,7 +21,7 @@ use crate::completion::{complete_with, js_error};
 use crate::connection::Connection;
 use crate::error::RnError;
 use crate::json::JsonText;
-use crate::script::LuaScript;
+use crate::script::{LuaScript, NO_ARGS};
 
 static BEGIN: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(include_str!("begin.lua")));
 static COMPLETE: LazyLock<LuaScript> =
@@ -67,10 +67,6 @@ pub struct IdempotencyService {
   ns: String,
   lock_ttl: Duration,
   result_ttl: Duration,
-}
-
-fn ms(d: Duration) -> String {
-  d.as_millis().to_string()
 }
 
 impl IdempotencyService {
@@ -150,7 +146,7 @@ impl IdempotencyService {
     complete_with(env, parsed, move |(key, ttl)| async move {
       let mut cmd = redis::cmd("SET");
       cmd.arg(key).arg("1").arg("PX").arg(ttl.as_millis() as u64);
-      conn.exec(&cmd).await.map(|_| ())
+      conn.exec(cmd).await.map(|_| ())
     })
   }
 
@@ -180,11 +176,13 @@ impl IdempotencyService {
       let lock = args::option_seconds(&map, "lockTtl")?.unwrap_or(self.lock_ttl);
       let result = args::option_seconds(&map, "resultTtl")?.unwrap_or(self.result_ttl);
       let fingerprint = args::option_string(&map, "fingerprint")?.unwrap_or_default();
-      Ok((record, [ms(lock), ms(result), fingerprint]))
+      Ok((
+        record,
+        [args::millis(lock), args::millis(result), fingerprint],
+      ))
     })();
     let conn = self.conn.clone();
     complete_with(env, parsed, move |(record, argv)| async move {
-      let argv: Vec<&[u8]> = argv.iter().map(|a| a.as_bytes()).collect();
       let Value::Array(reply) = BEGIN.run(&conn, &[&record], &argv).await? else {
         return Err(RnError::internal("unexpected reply"));
       };
@@ -218,12 +216,13 @@ impl IdempotencyService {
     let parsed = (|| {
       let record = self.record_key(&args::key(&key, "key")?);
       let result = args::string(&result, "result")?;
-      let ttl = args::ttl(ttl.as_ref(), "ttl")?.map(ms).unwrap_or_default();
-      Ok((record, [result, ttl, ms(self.result_ttl)]))
+      let ttl = args::ttl(ttl.as_ref(), "ttl")?
+        .map(args::millis)
+        .unwrap_or_default();
+      Ok((record, [result, ttl, args::millis(self.result_ttl)]))
     })();
     let conn = self.conn.clone();
     complete_with(env, parsed, move |(record, argv)| async move {
-      let argv: Vec<&[u8]> = argv.iter().map(|a| a.as_bytes()).collect();
       COMPLETE.run(&conn, &[&record], &argv).await.map(|_| ())
     })
   }
@@ -234,7 +233,7 @@ impl IdempotencyService {
     let parsed = args::key(&key, "key").map(|k| self.record_key(&k));
     let conn = self.conn.clone();
     complete_with(env, parsed, move |record| async move {
-      ABANDON.run(&conn, &[&record], &[]).await.map(|_| ())
+      ABANDON.run(&conn, &[&record], NO_ARGS).await.map(|_| ())
     })
   }
 }

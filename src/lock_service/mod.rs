@@ -14,10 +14,11 @@ use redis::Value;
 
 use crate::args;
 use crate::client::connection_of;
-use crate::completion::{complete, complete_with, reject};
+use crate::completion::{complete, complete_with};
 use crate::connection::Connection;
 use crate::error::{RnError, RnResult};
 use crate::js_helper;
+use crate::reply::int;
 use crate::script::LuaScript;
 
 static ACQUIRE: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(include_str!("acquire.lua")));
@@ -71,7 +72,7 @@ impl Lock {
   pub fn release<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, bool>> {
     let (conn, key, token) = (self.conn.clone(), self.key.clone(), self.token.clone());
     complete(env, async move {
-      Ok(int(RELEASE.run(&conn, &[&key], &[token.as_bytes()]).await?) == 1)
+      Ok(int(RELEASE.run(&conn, &[&key], &[token.as_bytes()]).await?)? == 1)
     })
   }
 
@@ -87,21 +88,11 @@ impl Lock {
     let (conn, key, token) = (self.conn.clone(), self.key.clone(), self.token.clone());
     complete_with(env, parsed, move |ms| async move {
       let ms = ms.to_string();
-      Ok(
-        int(
-          EXTEND
-            .run(&conn, &[&key], &[token.as_bytes(), ms.as_bytes()])
-            .await?,
-        ) == 1,
-      )
+      let reply = EXTEND
+        .run(&conn, &[&key], &[token.as_bytes(), ms.as_bytes()])
+        .await?;
+      Ok(int(reply)? == 1)
     })
-  }
-}
-
-fn int(v: Value) -> i64 {
-  match v {
-    Value::Int(i) => i,
-    _ => 0,
   }
 }
 
@@ -240,8 +231,7 @@ impl LockService {
     options: Option<Unknown>,
   ) -> napi::Result<Unknown<'env>> {
     if f.get_type()? != ValueType::Function {
-      let p: PromiseRaw<'env, ()> = reject(env, RnError::invalid("fn must be a function"))?;
-      return Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), p.raw()) });
+      return js_helper::rejected(env, RnError::invalid("fn must be a function"));
     }
     let parsed = self.attempt(&resource, &ttl_ms, options.as_ref(), 50);
     let acquired = self.acquire_promise(env, parsed)?;

@@ -66,8 +66,8 @@ pub struct SubscribeOptions {
 #[napi]
 pub struct PubSubService {
   conn: Connection,
-  hub: Arc<Mutex<Option<mpsc::UnboundedSender<Control>>>>,
-  next_id: Arc<AtomicU64>,
+  hub: Mutex<Option<mpsc::UnboundedSender<Control>>>,
+  next_id: AtomicU64,
 }
 
 /// A live subscription; `unsubscribe()` ends it.
@@ -240,8 +240,8 @@ impl PubSubService {
   pub fn new(env: &Env, client: Unknown) -> napi::Result<Self> {
     Ok(PubSubService {
       conn: connection_of(env, client, "PubSubService")?,
-      hub: Arc::new(Mutex::new(None)),
-      next_id: Arc::new(AtomicU64::new(1)),
+      hub: Mutex::new(None),
+      next_id: AtomicU64::new(1),
     })
   }
 
@@ -270,7 +270,7 @@ impl PubSubService {
     complete_with(env, parsed, move |(channel, text)| async move {
       let mut cmd = redis::cmd("PUBLISH");
       cmd.arg(channel).arg(text);
-      match conn.exec(&cmd).await? {
+      match conn.exec(cmd).await? {
         Value::Int(n) => Ok(n),
         other => Err(RnError::internal(format!("unexpected reply {other:?}"))),
       }

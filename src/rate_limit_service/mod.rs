@@ -243,7 +243,6 @@ impl RateLimitService {
       req.cost.to_string(),
       if consume { "1".into() } else { "0".into() },
     ];
-    let argv: Vec<&[u8]> = argv.iter().map(|a| a.as_bytes()).collect();
     match script.run(&conn, &[&key], &argv).await {
       Ok(Value::Array(r)) if r.len() == 4 => {
         // The server decided (on its clock); the times are handed back relative to now on
@@ -316,8 +315,7 @@ impl RateLimitService {
       if limit < 1 {
         return Err(RnError::invalid(format!("limit must be >= 1, got {limit}")));
       }
-      let window = args::ttl(Some(&window_seconds), "windowSeconds")?
-        .ok_or_else(|| RnError::invalid("windowSeconds must be a finite number of seconds > 0"))?;
+      let window = args::required_ttl(&window_seconds, "windowSeconds")?;
       Ok(Request {
         key,
         algorithm: Algorithm::Fixed,
@@ -381,7 +379,7 @@ impl RateLimitService {
       for a in [Algorithm::Fixed, Algorithm::Sliding, Algorithm::Bucket] {
         cmd.arg(Self::key_of(&conn, &key, a));
       }
-      conn.exec(&cmd).await.map(|_| ())
+      conn.exec(cmd).await.map(|_| ())
     })
   }
 }

@@ -16,7 +16,7 @@ use crate::completion::complete_with;
 use crate::connection::Connection;
 use crate::error::{RnError, RnResult};
 use crate::json;
-use crate::reply::Reply;
+use crate::reply::{int, Reply};
 use crate::script::LuaScript;
 
 static INCR_WITH_TTL: LazyLock<LuaScript> =
@@ -67,15 +67,6 @@ fn text_or_null(v: Value, key: &str) -> RnResult<Option<String>> {
     Value::SimpleString(s) => Ok(Some(s)),
     Value::Okay => Ok(Some("OK".into())),
     other => Err(RnError::internal(format!("unexpected reply {other:?}"))),
-  }
-}
-
-fn int(v: Value) -> RnResult<i64> {
-  match v {
-    Value::Int(i) => Ok(i),
-    other => Err(RnError::internal(format!(
-      "expected an integer reply, got {other:?}"
-    ))),
   }
 }
 
@@ -155,7 +146,7 @@ impl RedisService {
         .arg(&full)
         .arg("COUNT")
         .arg(SCAN_COUNT);
-      let Value::Array(mut parts) = conn.exec(&cmd).await? else {
+      let Value::Array(mut parts) = conn.exec(cmd).await? else {
         return Err(RnError::internal("unexpected SCAN reply"));
       };
       if parts.len() != 2 {
@@ -215,7 +206,7 @@ impl RedisService {
     complete_with(env, args::key(&key, "key"), move |key| async move {
       let mut cmd = redis::cmd("GET");
       cmd.arg(conn.key(&key));
-      text_or_null(conn.exec(&cmd).await?, &key)
+      text_or_null(conn.exec(cmd).await?, &key)
     })
   }
 
@@ -241,7 +232,7 @@ impl RedisService {
     })();
     complete_with(env, parsed, move |(key, value, ttl)| async move {
       conn
-        .exec(&set_cmd(&conn, &key, value, false, ttl))
+        .exec(set_cmd(&conn, &key, value, false, ttl))
         .await
         .map(|_| ())
     })
@@ -272,7 +263,7 @@ impl RedisService {
       for k in &keys {
         cmd.arg(conn.key(k));
       }
-      int(conn.exec(&cmd).await?)
+      int(conn.exec(cmd).await?)
     })
   }
 
@@ -306,7 +297,7 @@ impl RedisService {
     complete_with(env, parsed, move |(key, ttl)| async move {
       let mut cmd = redis::cmd("PEXPIRE");
       cmd.arg(conn.key(&key)).arg(px(ttl));
-      Ok(int(conn.exec(&cmd).await?)? == 1)
+      Ok(int(conn.exec(cmd).await?)? == 1)
     })
   }
 
@@ -356,7 +347,7 @@ impl RedisService {
         None => {
           let mut cmd = redis::cmd("INCRBY");
           cmd.arg(&k).arg(by);
-          int(conn.exec(&cmd).await?)
+          int(conn.exec(cmd).await?)
         }
         Some(ttl) => {
           let reply = INCR_WITH_TTL
@@ -393,7 +384,7 @@ impl RedisService {
       ))
     })();
     complete_with(env, parsed, move |(key, value, ttl)| async move {
-      Ok(conn.exec(&set_cmd(&conn, &key, value, true, ttl)).await? != Value::Nil)
+      Ok(conn.exec(set_cmd(&conn, &key, value, true, ttl)).await? != Value::Nil)
     })
   }
 
@@ -416,7 +407,7 @@ impl RedisService {
       for k in &keys {
         cmd.arg(conn.key(k));
       }
-      let Value::Array(values) = conn.exec(&cmd).await? else {
+      let Value::Array(values) = conn.exec(cmd).await? else {
         return Err(RnError::internal("unexpected MGET reply"));
       };
       values
@@ -477,7 +468,7 @@ impl RedisService {
           for (k, v) in &pairs {
             cmd.arg(conn.key(k)).arg(v);
           }
-          conn.exec(&cmd).await.map(|_| ())
+          conn.exec(cmd).await.map(|_| ())
         }
         Some(ttl) => {
           let keys: Vec<String> = pairs.iter().map(|(k, _)| conn.key(k)).collect();
@@ -506,7 +497,7 @@ impl RedisService {
     complete_with(env, args::key(&key, "key"), move |key| async move {
       let mut cmd = redis::cmd("GET");
       cmd.arg(conn.key(&key));
-      match conn.exec(&cmd).await? {
+      match conn.exec(cmd).await? {
         Value::Nil => Ok(None),
         Value::BulkString(b) => json::text(b, &key).map(Some),
         other => Err(RnError::internal(format!("unexpected reply {other:?}"))),
@@ -534,7 +525,7 @@ impl RedisService {
     })();
     complete_with(env, parsed, move |(key, text, ttl)| async move {
       conn
-        .exec(&set_cmd(&conn, &key, text, false, ttl))
+        .exec(set_cmd(&conn, &key, text, false, ttl))
         .await
         .map(|_| ())
     })
@@ -554,7 +545,7 @@ impl RedisService {
     complete_with(env, args::key(&key, "key"), move |key| async move {
       let mut cmd = redis::cmd("GET");
       cmd.arg(conn.key(&key));
-      match conn.exec(&cmd).await? {
+      match conn.exec(cmd).await? {
         Value::Nil => Ok(None),
         Value::BulkString(b) => Ok(Some(Buffer::from(b))),
         other => Err(RnError::internal(format!("unexpected reply {other:?}"))),
@@ -584,7 +575,7 @@ impl RedisService {
     })();
     complete_with(env, parsed, move |(key, bytes, ttl)| async move {
       conn
-        .exec(&set_cmd(&conn, &key, bytes, false, ttl))
+        .exec(set_cmd(&conn, &key, bytes, false, ttl))
         .await
         .map(|_| ())
     })
@@ -678,7 +669,7 @@ impl RedisService {
         conn.prefix_raw_command(c).await?;
         pipe.add_command(to_cmd(c));
       }
-      let replies = conn.exec_pipeline(&pipe, commands.len()).await?;
+      let replies = conn.exec_pipeline(pipe, commands.len()).await?;
       Ok(replies.into_iter().map(Reply::from).collect())
     })
   }
@@ -707,7 +698,7 @@ impl RedisService {
     })();
     complete_with(env, parsed, move |mut command| async move {
       conn.prefix_raw_command(&mut command).await?;
-      let reply = Reply::from(conn.exec(&to_cmd(&command)).await?);
+      let reply = Reply::from(conn.exec(to_cmd(&command)).await?);
       Ok(reply)
     })
   }
@@ -718,7 +709,7 @@ impl RedisService {
     let conn = self.conn.clone();
     complete_with(env, Ok(()), move |_| async move {
       let start = Instant::now();
-      conn.exec(&redis::cmd("PING")).await?;
+      conn.exec(redis::cmd("PING")).await?;
       Ok(start.elapsed().as_secs_f64() * 1000.0)
     })
   }
@@ -740,7 +731,7 @@ pub async fn delete_matching(conn: &Connection, pattern: &str) -> RnResult<i64> 
       .arg(&full)
       .arg("COUNT")
       .arg(SCAN_COUNT);
-    let Value::Array(mut parts) = conn.exec(&cmd).await? else {
+    let Value::Array(mut parts) = conn.exec(cmd).await? else {
       return Err(RnError::internal("unexpected SCAN reply"));
     };
     let batch = parts.pop().unwrap_or(Value::Nil);
@@ -771,7 +762,7 @@ async fn unlink(conn: &Connection, keys: &[String]) -> RnResult<i64> {
   for k in keys {
     cmd.arg(k);
   }
-  int(conn.exec(&cmd).await?)
+  int(conn.exec(cmd).await?)
 }
 
 #[cfg(test)]

@@ -26,7 +26,8 @@ use crate::connection::Connection;
 use crate::error::{RnError, RnResult};
 use crate::json::JsonText;
 use crate::json_fields::{self, ObjectFields};
-use crate::script::LuaScript;
+use crate::reply::int;
+use crate::script::{LuaScript, NO_ARGS};
 
 macro_rules! script {
   ($name:ident, $file:literal) => {
@@ -104,10 +105,6 @@ fn fields(env: &Env, data: &Unknown, what: &str) -> RnResult<Fields> {
   Ok(Fields { fields, user })
 }
 
-fn ms(d: Duration) -> String {
-  d.as_millis().to_string()
-}
-
 fn text_of(v: &Value) -> Option<String> {
   match v {
     Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
@@ -144,13 +141,6 @@ fn info_json(id: &str, now: f64, m: &[Value]) -> Option<serde_json::Value> {
     info["device"] = device;
   }
   Some(info)
-}
-
-fn ints(v: Value) -> RnResult<i64> {
-  match v {
-    Value::Int(i) => Ok(i),
-    other => Err(RnError::internal(format!("unexpected reply {other:?}"))),
-  }
 }
 
 impl SessionService {
@@ -221,11 +211,11 @@ impl SessionService {
         self.online_key(),
       ];
       let mut argv = vec![
-        ms(ttl).into_bytes(),
+        args::millis(ttl).into_bytes(),
         id.into_bytes(),
         user.into_bytes(),
         self.max_per_user.to_string().into_bytes(),
-        ms(self.online_window).into_bytes(),
+        args::millis(self.online_window).into_bytes(),
         self.session_key("").into_bytes(),
         self.index_key("").into_bytes(),
       ];
@@ -234,8 +224,6 @@ impl SessionService {
     })();
     let conn = self.conn.clone();
     complete_with(env, parsed, move |(keys, argv)| async move {
-      let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-      let argv: Vec<&[u8]> = argv.iter().map(Vec::as_slice).collect();
       CREATE.run(&conn, &keys, &argv).await.map(|_| ())
     })
   }
@@ -256,7 +244,7 @@ impl SessionService {
     complete_with(env, parsed, move |key| async move {
       let mut cmd = redis::cmd("HGETALL");
       cmd.arg(&key);
-      let Value::Array(items) = conn.exec(&cmd).await? else {
+      let Value::Array(items) = conn.exec(cmd).await? else {
         return Err(RnError::internal("unexpected HGETALL reply"));
       };
       if items.is_empty() {
@@ -282,8 +270,6 @@ impl SessionService {
     });
     let conn = self.conn.clone();
     complete_with(env, parsed, move |(keys, argv)| async move {
-      let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-      let argv: Vec<&[u8]> = argv.iter().map(|a| a.as_bytes()).collect();
       DESTROY.run(&conn, &keys, &argv).await.map(|_| ())
     })
   }
@@ -303,17 +289,15 @@ impl SessionService {
           [
             self.index_key(""),
             id,
-            ttl.map(ms).unwrap_or_default(),
+            ttl.map(args::millis).unwrap_or_default(),
             if touch { "1".into() } else { "0".into() },
-            ms(self.online_window),
+            args::millis(self.online_window),
           ],
         )
       });
     let conn = self.conn.clone();
     complete_with(env, parsed, move |(keys, argv)| async move {
-      let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-      let argv: Vec<&[u8]> = argv.iter().map(|a| a.as_bytes()).collect();
-      Ok(ints(REFRESH.run(&conn, &keys, &argv).await?)? == 1)
+      Ok(int(REFRESH.run(&conn, &keys, &argv).await?)? == 1)
     })
   }
 
@@ -329,11 +313,7 @@ impl SessionService {
     session_id: Unknown,
     ttl: Unknown,
   ) -> napi::Result<PromiseRaw<'env, bool>> {
-    let ttl = args::ttl(Some(&ttl), "ttl").and_then(|t| {
-      t.map(Some).ok_or_else(|| {
-        RnError::invalid("ttl must be a finite number of seconds > 0, got undefined")
-      })
-    });
+    let ttl = args::required_ttl(&ttl, "ttl").map(Some);
     self.refresh(env, session_id, ttl, false)
   }
 
@@ -386,8 +366,7 @@ impl SessionService {
     })();
     let conn = self.conn.clone();
     complete_with(env, parsed, move |(key, argv)| async move {
-      let argv: Vec<&[u8]> = argv.iter().map(Vec::as_slice).collect();
-      Ok(ints(UPDATE.run(&conn, &[&key], &argv).await?)? == 1)
+      Ok(int(UPDATE.run(&conn, &[&key], &argv).await?)? == 1)
     })
   }
 
@@ -405,7 +384,7 @@ impl SessionService {
     let parsed = args::key(&session_id, "sessionId").map(|id| (self.session_key(&id), id));
     let conn = self.conn.clone();
     complete_with(env, parsed, move |(key, id)| async move {
-      let Value::Array(reply) = INFO.run(&conn, &[&key], &[]).await? else {
+      let Value::Array(reply) = INFO.run(&conn, &[&key], NO_ARGS).await? else {
         return Err(RnError::internal("unexpected reply"));
       };
       let now = reply.first().and_then(number_of).unwrap_or(0.0);
@@ -459,9 +438,7 @@ impl SessionService {
     });
     let conn = self.conn.clone();
     complete_with(env, parsed, move |(keys, argv)| async move {
-      let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-      let argv: Vec<&[u8]> = argv.iter().map(|a| a.as_bytes()).collect();
-      ints(DESTROY_USER.run(&conn, &keys, &argv).await?)
+      int(DESTROY_USER.run(&conn, &keys, &argv).await?)
     })
   }
 
@@ -476,12 +453,12 @@ impl SessionService {
     let parsed = args::key(&user_id, "userId");
     let conn = self.conn.clone();
     let online = self.online_key();
-    let window = ms(self.online_window);
+    let window = args::millis(self.online_window);
     complete_with(env, parsed, move |user| async move {
       let reply = ONLINE
         .run(&conn, &[&online], &[window.as_bytes(), user.as_bytes()])
         .await?;
-      Ok(ints(reply)? == 1)
+      Ok(int(reply)? == 1)
     })
   }
 
@@ -493,7 +470,7 @@ impl SessionService {
   ) -> napi::Result<PromiseRaw<'env, Vec<String>>> {
     let conn = self.conn.clone();
     let online = self.online_key();
-    let window = ms(self.online_window);
+    let window = args::millis(self.online_window);
     complete_with(env, Ok(()), move |_| async move {
       let Value::Array(users) = ONLINE.run(&conn, &[&online], &[window.as_bytes()]).await? else {
         return Err(RnError::internal("unexpected reply"));

@@ -23,6 +23,7 @@ use crate::client::connection_of;
 use crate::completion::{complete_with, js_error};
 use crate::connection::Connection;
 use crate::error::{RnError, RnResult};
+use crate::reply::int;
 use crate::script::LuaScript;
 
 static STORE: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(include_str!("store.lua")));
@@ -93,13 +94,6 @@ impl TokenService {
       .conn
       .key(&format!("{}:blacklist:{token_hash}", self.ns))
   }
-
-  fn int(v: Value) -> RnResult<i64> {
-    match v {
-      Value::Int(i) => Ok(i),
-      other => Err(RnError::internal(format!("unexpected reply {other:?}"))),
-    }
-  }
 }
 
 #[napi]
@@ -134,9 +128,7 @@ impl TokenService {
   ) -> napi::Result<PromiseRaw<'env, ()>> {
     let parsed = (|| {
       let ut = user_token(&user_id, &token)?;
-      let ttl = args::ttl(Some(&expires_in), "expiresIn")?.ok_or_else(|| {
-        RnError::invalid("expiresIn must be a finite number of seconds > 0, got undefined")
-      })?;
+      let ttl = args::required_ttl(&expires_in, "expiresIn")?;
       Ok((
         self.token_key(&ut.user, &ut.hash),
         self.index_key(&ut.user),
@@ -221,7 +213,7 @@ impl TokenService {
     });
     let conn = self.conn.clone();
     complete_with(env, parsed, move |(index, base)| async move {
-      Self::int(REVOKE_ALL.run(&conn, &[&index], &[base.as_bytes()]).await?)
+      int(REVOKE_ALL.run(&conn, &[&index], &[base.as_bytes()]).await?)
     })
   }
 
@@ -247,9 +239,7 @@ impl TokenService {
       if new_hash == old.hash {
         return Err(RnError::invalid("newToken must differ from oldToken"));
       }
-      let ttl = args::ttl(Some(&expires_in), "expiresIn")?.ok_or_else(|| {
-        RnError::invalid("expiresIn must be a finite number of seconds > 0, got undefined")
-      })?;
+      let ttl = args::required_ttl(&expires_in, "expiresIn")?;
       Ok((
         [
           self.token_key(&old.user, &old.hash),
@@ -267,8 +257,6 @@ impl TokenService {
     })();
     let conn = self.conn.clone();
     complete_with(env, parsed, move |(keys, argv)| async move {
-      let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-      let argv: Vec<&[u8]> = argv.iter().map(|a| a.as_bytes()).collect();
       match ROTATE.run(&conn, &keys, &argv).await? {
         Value::BulkString(b) => Ok(String::from_utf8_lossy(&b).into_owned()),
         Value::SimpleString(s) => Ok(s),
@@ -291,16 +279,14 @@ impl TokenService {
   ) -> napi::Result<PromiseRaw<'env, ()>> {
     let parsed = (|| {
       let key = self.blacklist_key(&token_hash(&args::key(&token, "token")?));
-      let ttl = args::ttl(Some(&ttl), "ttl")?.ok_or_else(|| {
-        RnError::invalid("ttl must be a finite number of seconds > 0, got undefined")
-      })?;
+      let ttl = args::required_ttl(&ttl, "ttl")?;
       Ok((key, ttl))
     })();
     let conn = self.conn.clone();
     complete_with(env, parsed, move |(key, ttl)| async move {
       let mut cmd = redis::cmd("SET");
       cmd.arg(key).arg("1").arg("PX").arg(ttl.as_millis() as u64);
-      conn.exec(&cmd).await.map(|_| ())
+      conn.exec(cmd).await.map(|_| ())
     })
   }
 
@@ -332,7 +318,7 @@ impl TokenService {
     complete_with(env, parsed, move |key| async move {
       let mut cmd = redis::cmd("DEL");
       cmd.arg(key);
-      conn.exec(&cmd).await.map(|_| ())
+      conn.exec(cmd).await.map(|_| ())
     })
   }
 }
