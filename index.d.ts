@@ -495,6 +495,13 @@ export interface IdempotencyServiceOptions {
   resultTtl?: number
 }
 
+/**
+ * True when `error` is an `Error` thrown or rejected by this package: its `code` is one
+ * of `RedisErrorCode`. Narrows the type, so `error.code` needs no cast:
+ * `catch (e) { if (isRedisError(e) && e.code === 'ERR_REDIS_CONNECTION') ... }`.
+ */
+export declare function isRedisError(error: unknown): error is Error & { code: RedisErrorCode }
+
 export interface LatencyUs {
   p50: number
   p99: number
@@ -577,6 +584,18 @@ export interface ReconnectOptions {
    */
   atStartup?: boolean
 }
+
+/**
+ * The stable codes a rejection of this package carries in `error.code`:
+ * `ERR_INVALID_ARGUMENT` (bad input from the caller), `ERR_REDIS_CONNECTION` (cannot
+ * connect, the connection was lost, or the server is not accepting commands now),
+ * `ERR_REDIS_TIMEOUT` (no reply within `commandTimeoutMs`), `ERR_REDIS_AUTH` (wrong
+ * password, or no permission), `ERR_REDIS_COMMAND` (the server refused the command),
+ * `ERR_SERIALIZATION` (a value is not JSON-serializable, or stored data is not what the
+ * method reads), `ERR_CLIENT_CLOSED` (used after `close()`), `ERR_LOCK_NOT_ACQUIRED`
+ * (`withLock` could not get the lock), `ERR_INTERNAL` (a bug in this package).
+ */
+export type RedisErrorCode = 'ERR_INVALID_ARGUMENT' | 'ERR_REDIS_CONNECTION' | 'ERR_REDIS_TIMEOUT' | 'ERR_REDIS_AUTH' | 'ERR_REDIS_COMMAND' | 'ERR_SERIALIZATION' | 'ERR_CLIENT_CLOSED' | 'ERR_LOCK_NOT_ACQUIRED' | 'ERR_INTERNAL'
 
 /** Options of `RedisClient.connect()`. With no options, the REDIS_* environment is read. */
 export interface RedisOptions {

@@ -847,3 +847,6 @@ module.exports.RedisService = nativeBinding.RedisService
 module.exports.SessionService = nativeBinding.SessionService
 module.exports.Subscription = nativeBinding.Subscription
 module.exports.TokenService = nativeBinding.TokenService
+module.exports.isRedisError = nativeBinding.isRedisError
+module.exports.RedisErrorCode = nativeBinding.RedisErrorCode
+module.exports.ErrorCode = nativeBinding.ErrorCode

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { RedisService } from 'nestjs-redis-native';
+import { RedisService, isRedisError, type RedisErrorCode } from 'nestjs-redis-native';
+import { isRedisError as isRedisErrorFromNest, type RedisErrorCode as NestRedisErrorCode } from 'nestjs-redis-native/nest';
 import { prefixedClients, stopSharedRedis } from './support/redis-server';
 
 let redis: RedisService;
@@ -121,5 +122,43 @@ describe('every rejection carries a stable code', () => {
     const e = await redis.get('').catch((err: unknown) => err);
     assert.ok(e instanceof Error);
     assert.equal(typeof (e as Error).message, 'string');
+  });
+});
+
+describe('isRedisError and RedisErrorCode', () => {
+  it('isRedisError is true for a rejection of the package and narrows its code without a cast', async () => {
+    const e: unknown = await redis.get('').catch((err: unknown) => err);
+    assert.ok(isRedisError(e));
+    const code: RedisErrorCode = e.code; // compiles: narrowed by the guard
+    assert.equal(code, 'ERR_INVALID_ARGUMENT');
+  });
+
+  it('isRedisError is false for other errors and for values that only look like one', () => {
+    assert.equal(isRedisError(new Error('plain')), false);
+    assert.equal(isRedisError(Object.assign(new Error('fs'), { code: 'ENOENT' })), false);
+    assert.equal(isRedisError({ code: 'ERR_REDIS_CONNECTION', message: 'not an Error' }), false);
+    assert.equal(isRedisError(Object.assign(new Error('x'), { code: 42 })), false);
+    for (const v of [null, undefined, 'ERR_INTERNAL', 0, [], () => {}]) assert.equal(isRedisError(v), false);
+  });
+
+  it('every code the package documents is recognised', () => {
+    const codes: RedisErrorCode[] = [
+      'ERR_INVALID_ARGUMENT',
+      'ERR_REDIS_CONNECTION',
+      'ERR_REDIS_TIMEOUT',
+      'ERR_REDIS_AUTH',
+      'ERR_REDIS_COMMAND',
+      'ERR_SERIALIZATION',
+      'ERR_CLIENT_CLOSED',
+      'ERR_LOCK_NOT_ACQUIRED',
+      'ERR_INTERNAL',
+    ];
+    for (const code of codes) assert.equal(isRedisError(Object.assign(new Error(code), { code })), true, code);
+  });
+
+  it('the Nest entry point exports the same guard and type', () => {
+    assert.equal(isRedisErrorFromNest, isRedisError);
+    const code: NestRedisErrorCode = 'ERR_REDIS_TIMEOUT';
+    assert.equal(isRedisErrorFromNest(Object.assign(new Error('t'), { code })), true);
   });
 });

@@ -19,6 +19,7 @@ export {
   SessionService,
   Subscription,
   TokenService,
+  isRedisError,
 } from 'nestjs-redis-native';
 export type {
   AcquireOptions,
@@ -34,6 +35,7 @@ export type {
   RateLimitResult,
   RateLimitServiceOptions,
   ReconnectOptions,
+  RedisErrorCode,
   RedisOptions,
   SessionInfo,
   SessionServiceOptions,

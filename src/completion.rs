@@ -6,7 +6,7 @@
 //! of the stable codes (`crate::error::ErrorCode`); a panic inside the future becomes
 //! `ERR_INTERNAL` instead of crossing into Node.
 //!
-//! How (measured in bench/, see the README's Performance section): a napi-rs `async fn`
+//! How (measured in bench/, see ARCHITECTURE.md, Performance): a napi-rs `async fn`
 //! creates a threadsafe function per call, which costs ~8 µs of main-thread CPU per
 //! command. Here, per JS thread:
 //! - `complete` creates the Promise itself (`napi_create_promise`, cheap and synchronous)

@@ -1,21 +1,53 @@
 //! The one error type of the crate, and the one place that maps failures to the stable
-//! JavaScript `code`s of SPEC.md.
+//! JavaScript `code`s (`RedisErrorCode`).
 
 use std::fmt;
 
-use redis::{ErrorKind, RedisError};
+use redis::{ErrorKind, RedisError, ServerError, ServerErrorKind};
 
-/// The stable codes a rejection carries in `err.code`.
+/// The stable codes a rejection of this package carries in `error.code`:
+/// `ERR_INVALID_ARGUMENT` (bad input from the caller), `ERR_REDIS_CONNECTION` (cannot
+/// connect, the connection was lost, or the server is not accepting commands now),
+/// `ERR_REDIS_TIMEOUT` (no reply within `commandTimeoutMs`), `ERR_REDIS_AUTH` (wrong
+/// password, or no permission), `ERR_REDIS_COMMAND` (the server refused the command),
+/// `ERR_SERIALIZATION` (a value is not JSON-serializable, or stored data is not what the
+/// method reads), `ERR_CLIENT_CLOSED` (used after `close()`), `ERR_LOCK_NOT_ACQUIRED`
+/// (`withLock` could not get the lock), `ERR_INTERNAL` (a bug in this package).
+#[napi_derive::napi(string_enum, js_name = "RedisErrorCode")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
+  #[napi(value = "ERR_INVALID_ARGUMENT")]
   InvalidArgument,
+  #[napi(value = "ERR_REDIS_CONNECTION")]
   RedisConnection,
+  #[napi(value = "ERR_REDIS_TIMEOUT")]
   RedisTimeout,
+  #[napi(value = "ERR_REDIS_AUTH")]
   RedisAuth,
+  #[napi(value = "ERR_REDIS_COMMAND")]
   RedisCommand,
+  #[napi(value = "ERR_SERIALIZATION")]
   Serialization,
+  #[napi(value = "ERR_CLIENT_CLOSED")]
   ClientClosed,
+  #[napi(value = "ERR_LOCK_NOT_ACQUIRED")]
+  LockNotAcquired,
+  #[napi(value = "ERR_INTERNAL")]
   Internal,
+}
+
+impl ErrorCode {
+  pub const ALL: [ErrorCode; 9] = [
+    ErrorCode::InvalidArgument,
+    ErrorCode::RedisConnection,
+    ErrorCode::RedisTimeout,
+    ErrorCode::RedisAuth,
+    ErrorCode::RedisCommand,
+    ErrorCode::Serialization,
+    ErrorCode::ClientClosed,
+    ErrorCode::LockNotAcquired,
+    ErrorCode::Internal,
+  ];
 }
 
 impl ErrorCode {
@@ -28,9 +60,36 @@ impl ErrorCode {
       ErrorCode::RedisCommand => "ERR_REDIS_COMMAND",
       ErrorCode::Serialization => "ERR_SERIALIZATION",
       ErrorCode::ClientClosed => "ERR_CLIENT_CLOSED",
+      ErrorCode::LockNotAcquired => "ERR_LOCK_NOT_ACQUIRED",
       ErrorCode::Internal => "ERR_INTERNAL",
     }
   }
+}
+
+/// True when `error` is an `Error` thrown or rejected by this package: its `code` is one
+/// of `RedisErrorCode`. Narrows the type, so `error.code` needs no cast:
+/// `catch (e) { if (isRedisError(e) && e.code === 'ERR_REDIS_CONNECTION') ... }`.
+#[napi_derive::napi(
+  ts_args_type = "error: unknown",
+  ts_return_type = "error is Error & { code: RedisErrorCode }"
+)]
+#[cfg_attr(test, allow(dead_code))] // called from JS only
+pub fn is_redis_error(error: napi::bindgen_prelude::Unknown) -> bool {
+  use napi::bindgen_prelude::Object;
+  use napi::JsValue;
+  if error.get_type().ok() != Some(napi::ValueType::Object) {
+    return false;
+  }
+  let mut is_error = false;
+  let status = unsafe { napi::sys::napi_is_error(error.value().env, error.raw(), &mut is_error) };
+  if status != napi::sys::Status::napi_ok || !is_error {
+    return false;
+  }
+  let object = unsafe { error.cast::<Object>() };
+  let Ok(Some(code)) = object.and_then(|o| o.get::<String>("code")) else {
+    return false;
+  };
+  ErrorCode::ALL.iter().any(|c| c.as_str() == code)
 }
 
 impl AsRef<str> for ErrorCode {
@@ -101,6 +160,57 @@ impl fmt::Display for RnError {
 
 impl std::error::Error for RnError {}
 
+/// A server reply that means "not now": the server did not run the command and will take
+/// it later. A script is running (`BUSY`), the dataset is loading (`LOADING`), a cluster
+/// slot is migrating or the cluster is down (`TRYAGAIN`, `CLUSTERDOWN`), the replica lost
+/// its master (`MASTERDOWN`), or the server became a replica in a failover (`READONLY`).
+/// These are outages, not mistakes of the caller: they map to `ERR_REDIS_CONNECTION`,
+/// and since the command did not run, sending it again is always safe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotNow {
+  Busy,
+  Loading,
+  TryAgain,
+  ClusterDown,
+  MasterDown,
+  ReadOnly,
+}
+
+impl NotNow {
+  fn of_kind(kind: ServerErrorKind) -> Option<NotNow> {
+    match kind {
+      ServerErrorKind::BusyLoading => Some(NotNow::Loading),
+      ServerErrorKind::TryAgain => Some(NotNow::TryAgain),
+      ServerErrorKind::ClusterDown => Some(NotNow::ClusterDown),
+      ServerErrorKind::MasterDown => Some(NotNow::MasterDown),
+      ServerErrorKind::ReadOnly => Some(NotNow::ReadOnly),
+      _ => None,
+    }
+  }
+
+  /// `BUSY` is the one "not now" reply redis-rs has no kind for (an extension code).
+  fn of_extension(code: Option<&str>) -> Option<NotNow> {
+    (code == Some("BUSY")).then_some(NotNow::Busy)
+  }
+
+  /// The "not now" meaning of an error reply inside a pipeline, if it has one.
+  pub fn of_reply(err: &ServerError) -> Option<NotNow> {
+    match err.kind() {
+      Some(kind) => NotNow::of_kind(kind),
+      None => NotNow::of_extension(Some(err.code())),
+    }
+  }
+
+  /// The "not now" meaning of a redis-rs error, if it has one.
+  pub fn of(err: &RedisError) -> Option<NotNow> {
+    match err.kind() {
+      ErrorKind::Server(kind) => NotNow::of_kind(kind),
+      ErrorKind::Extension => NotNow::of_extension(err.code()),
+      _ => None,
+    }
+  }
+}
+
 /// Classifies a redis-rs error into one of our codes. This is the only place that looks
 /// at redis-rs error kinds.
 pub fn classify(err: &RedisError) -> ErrorCode {
@@ -111,6 +221,9 @@ pub fn classify(err: &RedisError) -> ErrorCode {
   }
   if err.is_timeout() {
     return ErrorCode::RedisTimeout;
+  }
+  if NotNow::of(err).is_some() {
+    return ErrorCode::RedisConnection;
   }
   match err.kind() {
     ErrorKind::AuthenticationFailed => ErrorCode::RedisAuth,
@@ -186,6 +299,7 @@ mod tests {
     assert_eq!(ErrorCode::RedisCommand.as_str(), "ERR_REDIS_COMMAND");
     assert_eq!(ErrorCode::Serialization.as_str(), "ERR_SERIALIZATION");
     assert_eq!(ErrorCode::ClientClosed.as_str(), "ERR_CLIENT_CLOSED");
+    assert_eq!(ErrorCode::LockNotAcquired.as_str(), "ERR_LOCK_NOT_ACQUIRED");
     assert_eq!(ErrorCode::Internal.as_str(), "ERR_INTERNAL");
   }
 
@@ -230,6 +344,67 @@ mod tests {
     assert_eq!(classify(&reset), ErrorCode::RedisConnection);
     let timed_out = RedisError::from(io::Error::from(io::ErrorKind::TimedOut));
     assert_eq!(classify(&timed_out), ErrorCode::RedisTimeout);
+  }
+
+  #[test]
+  fn not_now_replies_are_connection_errors_that_keep_the_server_text() {
+    for (text, kind) in [
+      (
+        "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.",
+        NotNow::Busy,
+      ),
+      (
+        "LOADING Redis is loading the dataset in memory",
+        NotNow::Loading,
+      ),
+      (
+        "TRYAGAIN Multiple keys request during rehashing of slot",
+        NotNow::TryAgain,
+      ),
+      ("CLUSTERDOWN The cluster is down", NotNow::ClusterDown),
+      (
+        "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+        NotNow::MasterDown,
+      ),
+      (
+        "READONLY You can't write against a read only replica.",
+        NotNow::ReadOnly,
+      ),
+    ] {
+      let err = server_error(text);
+      assert_eq!(NotNow::of(&err), Some(kind), "{text}");
+      assert_eq!(classify(&err), ErrorCode::RedisConnection, "{text}");
+      let mapped = RnError::from(err);
+      assert_eq!(mapped.message, text);
+      assert_eq!(mapped.code, ErrorCode::RedisConnection);
+    }
+  }
+
+  #[test]
+  fn not_now_is_read_the_same_from_a_pipeline_slot() {
+    let value = redis::parse_redis_value(b"-BUSY Redis is busy\r\n").expect("valid RESP");
+    let redis::Value::ServerError(e) = value else {
+      panic!("expected a server error")
+    };
+    assert_eq!(NotNow::of_reply(&e), Some(NotNow::Busy));
+    let value = redis::parse_redis_value(b"-WRONGTYPE no\r\n").expect("valid RESP");
+    let redis::Value::ServerError(e) = value else {
+      panic!("expected a server error")
+    };
+    assert_eq!(NotNow::of_reply(&e), None);
+  }
+
+  #[test]
+  fn ordinary_server_errors_are_not_not_now() {
+    assert_eq!(NotNow::of(&server_error("ERR syntax error")), None);
+    assert_eq!(
+      NotNow::of(&server_error("NOSCRIPT No matching script")),
+      None
+    );
+    assert_eq!(
+      NotNow::of(&server_error("BUSYKEY Target key name already exists.")),
+      None
+    );
   }
 
   #[test]

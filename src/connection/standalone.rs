@@ -6,9 +6,9 @@
 //! promise settles. Reconnect attempts back off exponentially with jitter, so a fleet of
 //! app instances that lost Redis together does not reconnect in lockstep.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
@@ -18,7 +18,7 @@ use redis::{
 };
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use crate::error::{is_fatal_for_connection, ErrorCode, RnError, RnResult};
+use crate::error::{is_fatal_for_connection, ErrorCode, NotNow, RnError, RnResult};
 use crate::options::{ClientConfig, ReconnectConfig};
 
 enum State {
@@ -45,6 +45,13 @@ struct Shared {
   /// Wakes the background tasks when the client closes.
   shutdown: Notify,
   metrics: Arc<super::Metrics>,
+  /// READONLY answers in a row (each one reconnects, with a growing delay), and when the
+  /// last one came (ms since `born`).
+  readonly_streak: AtomicU32,
+  last_readonly_ms: AtomicU64,
+  born: Instant,
+  /// A new connection is being opened to replace a live one (after READONLY).
+  refreshing: AtomicBool,
 }
 
 pub struct Standalone {
@@ -77,6 +84,10 @@ impl Standalone {
       closed: AtomicBool::new(false),
       shutdown: Notify::new(),
       metrics,
+      readonly_streak: AtomicU32::new(0),
+      last_readonly_ms: AtomicU64::new(0),
+      born: Instant::now(),
+      refreshing: AtomicBool::new(false),
     });
     let conn = open_first(&shared).await?;
     *shared.state.write().unwrap_or_else(|e| e.into_inner()) = State::Connected {
@@ -165,10 +176,17 @@ impl Shared {
     let state = self.state.read().unwrap_or_else(|e| e.into_inner());
     match &*state {
       State::Connected { conn, generation } => Ok((conn.clone(), *generation)),
-      State::Reconnecting { attempt, last_error } => Err(RnError::connection(format!(
-        "the connection to Redis at {} was lost and is being re-established (attempt {attempt}; last error: {last_error})",
-        self.config.address()
-      ))),
+      State::Reconnecting { attempt, last_error } => {
+        let tried = match attempt {
+          0 => String::new(),
+          1 => "1 attempt failed so far; ".to_string(),
+          n => format!("{n} attempts failed so far; "),
+        };
+        Err(RnError::connection(format!(
+          "the connection to Redis at {} was lost and is being re-established ({tried}last error: {last_error})",
+          self.config.address()
+        )))
+      }
       State::GaveUp { last_error } => Err(RnError::connection(format!(
         "the connection to Redis at {} was lost and reconnecting gave up after {} attempts (last error: {last_error})",
         self.config.address(),
@@ -184,6 +202,70 @@ impl Shared {
       self.config.address(),
       timeout.as_millis()
     ))
+  }
+
+  /// The server answered "not now". READONLY means it is a replica now (a failover, or a
+  /// DNS name that moved to the new master): open a new connection to find the master
+  /// and switch to it, while the current one goes on serving reads. When it happens again
+  /// within a minute, each new attempt waits longer (the reconnect backoff).
+  fn not_now(self: &Arc<Self>, generation: u64, kind: NotNow) {
+    if kind != NotNow::ReadOnly || self.refreshing.swap(true, Ordering::SeqCst) {
+      return;
+    }
+    let now = self.born.elapsed().as_millis() as u64;
+    let last = self.last_readonly_ms.swap(now, Ordering::Relaxed);
+    if now.saturating_sub(last) > 60_000 {
+      self.readonly_streak.store(0, Ordering::Relaxed);
+    }
+    let streak = self.readonly_streak.fetch_add(1, Ordering::Relaxed);
+    tokio::spawn(refresh(Arc::downgrade(self), generation, streak));
+  }
+
+  /// The error of a command the server kept refusing with "not now" (`last`) until the
+  /// command timeout: a connection error (the server is not serving), quoting its answer.
+  fn not_accepted(&self, last: &Value) -> RnError {
+    let answer = match last {
+      Value::ServerError(e) => match e.details() {
+        Some(d) => format!("{} {d}", e.code()),
+        None => e.code().to_string(),
+      },
+      other => format!("{other:?}"),
+    };
+    RnError::connection(format!(
+      "Redis at {} did not accept the command within {} ms (commandTimeoutMs); it answered: {answer}",
+      self.config.address(),
+      self.config.command_timeout.as_millis()
+    ))
+  }
+
+  /// Waits before sending again a command the server refused with "not now" (`last`),
+  /// until the connection is usable; fails once `deadline` would pass.
+  async fn wait_to_retry(
+    &self,
+    delay: &mut Duration,
+    deadline: Instant,
+    last: &Value,
+  ) -> RnResult<(MultiplexedConnection, u64)> {
+    loop {
+      // the last attempt keeps a margin for its reply before the deadline
+      let remaining = deadline
+        .saturating_duration_since(Instant::now())
+        .saturating_sub(RETRY_REPLY_MARGIN);
+      if remaining.is_zero() {
+        return Err(self.not_accepted(last));
+      }
+      tokio::time::sleep((*delay).min(remaining)).await;
+      *delay = (*delay * 2).min(RETRY_MAX_DELAY);
+      let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+      match &*state {
+        State::Connected { conn, generation } => return Ok((conn.clone(), *generation)),
+        State::Reconnecting { .. } => continue,
+        State::GaveUp { .. } | State::Closed => {
+          drop(state);
+          return self.current();
+        }
+      }
+    }
   }
 
   /// Maps a failed command's error; a broken connection starts a reconnect.
@@ -285,37 +367,176 @@ fn segments(jobs: Vec<Job>) -> Vec<Write> {
 }
 
 impl Write {
-  async fn run(self, shared: Arc<Shared>, mut conn: MultiplexedConnection, generation: u64) {
-    let timeout = shared.config.command_timeout;
-    let (pipe, count) = match &self {
-      Write::Commands(p, r) => (p, r.len()),
-      Write::Pipeline(p, n, _) => (p, *n),
-    };
-    let outcome =
-      match tokio::time::timeout(timeout, conn.send_packed_commands(pipe, 0, count)).await {
-        Err(_) => Err(shared.timeout_error(timeout)),
-        Ok(Err(e)) => Err(shared.failed(generation, e)),
-        Ok(Ok(values)) if values.len() != count => Err(RnError::internal(format!(
-          "a pipeline of {count} commands got {} replies",
-          values.len()
-        ))),
-        Ok(Ok(values)) => Ok(values),
-      };
-    match (self, outcome) {
-      (Write::Commands(_, replies), Ok(values)) => {
-        for (reply, value) in replies.into_iter().zip(values) {
-          let _ = reply.send(Ok(value));
+  async fn run(self, shared: Arc<Shared>, conn: MultiplexedConnection, generation: u64) {
+    let deadline = Instant::now() + shared.config.command_timeout;
+    match self {
+      Write::Commands(pipe, replies) => {
+        let count = replies.len();
+        match send(&shared, conn, generation, &pipe, count, deadline).await {
+          Err(err) => {
+            for reply in replies {
+              let _ = reply.send(Err(err.clone()));
+            }
+          }
+          Ok(values) => {
+            let mut again = Vec::new();
+            for ((reply, value), cmd) in replies.into_iter().zip(values).zip(pipe.cmd_iter()) {
+              match not_now(&value) {
+                Some(kind) => {
+                  shared.not_now(generation, kind);
+                  again.push(Retry {
+                    cmd: cmd.clone(),
+                    reply,
+                    last: value,
+                  });
+                }
+                None => {
+                  let _ = reply.send(Ok(value));
+                }
+              }
+            }
+            if !again.is_empty() {
+              retry_later(shared, again, deadline).await;
+            }
+          }
         }
       }
-      (Write::Commands(_, replies), Err(err)) => {
-        for reply in replies {
-          let _ = reply.send(Err(err.clone()));
-        }
-      }
-      (Write::Pipeline(_, _, reply), outcome) => {
+      Write::Pipeline(pipe, count, reply) => {
+        let outcome = send_pipeline(&shared, conn, generation, &pipe, count, deadline).await;
         let _ = reply.send(outcome);
       }
     }
+  }
+}
+
+/// Writes `pipe` and reads its `count` replies, within `deadline`.
+async fn send(
+  shared: &Arc<Shared>,
+  mut conn: MultiplexedConnection,
+  generation: u64,
+  pipe: &Pipeline,
+  count: usize,
+  deadline: Instant,
+) -> RnResult<Vec<Value>> {
+  let timeout = shared.config.command_timeout;
+  match tokio::time::timeout_at(deadline.into(), conn.send_packed_commands(pipe, 0, count)).await {
+    Err(_) => Err(shared.timeout_error(timeout)),
+    Ok(Err(e)) => Err(shared.failed(generation, e)),
+    Ok(Ok(values)) if values.len() != count => Err(RnError::internal(format!(
+      "a pipeline of {count} commands got {} replies",
+      values.len()
+    ))),
+    Ok(Ok(values)) => Ok(values),
+  }
+}
+
+/// A caller's pipeline. When the server refused every command of it with "not now", none
+/// ran, so it is sent again (until `deadline`); when only some were refused, the others
+/// ran, so the refused slots keep their errors (`ERR_REDIS_CONNECTION`).
+async fn send_pipeline(
+  shared: &Arc<Shared>,
+  mut conn: MultiplexedConnection,
+  mut generation: u64,
+  pipe: &Pipeline,
+  count: usize,
+  deadline: Instant,
+) -> RnResult<Vec<Value>> {
+  let mut delay = RETRY_FIRST_DELAY;
+  let mut last: Option<Value> = None;
+  loop {
+    let values = match send(shared, conn, generation, pipe, count, deadline).await {
+      Ok(v) => v,
+      Err(e) => {
+        return Err(match (&last, e.code) {
+          (Some(l), ErrorCode::RedisTimeout) => shared.not_accepted(l),
+          _ => e,
+        })
+      }
+    };
+    let refused = values.iter().map(not_now).collect::<Option<Vec<_>>>();
+    let Some(kinds) = refused else {
+      return Ok(values);
+    };
+    kinds.iter().for_each(|k| shared.not_now(generation, *k));
+    (conn, generation) = shared
+      .wait_to_retry(&mut delay, deadline, &values[0])
+      .await?;
+    last = values.into_iter().next();
+  }
+}
+
+/// A command the server answered with "not now", to be sent again.
+struct Retry {
+  cmd: Cmd,
+  reply: oneshot::Sender<RnResult<Value>>,
+  /// The server's last answer, for the error message should the wait run out.
+  last: Value,
+}
+
+/// First wait before sending a "not now" command again; it doubles up to the maximum.
+const RETRY_FIRST_DELAY: Duration = Duration::from_millis(10);
+const RETRY_MAX_DELAY: Duration = Duration::from_millis(250);
+/// Time left for the reply of the last attempt before the deadline.
+const RETRY_REPLY_MARGIN: Duration = Duration::from_millis(20);
+
+/// Sends the refused commands again until the server takes them or `deadline` passes
+/// (then `ERR_REDIS_CONNECTION`). They did not run, so sending them again is safe.
+async fn retry_later(shared: Arc<Shared>, mut waiting: Vec<Retry>, deadline: Instant) {
+  let mut delay = RETRY_FIRST_DELAY;
+  while !waiting.is_empty() {
+    let (conn, generation) = match shared
+      .wait_to_retry(&mut delay, deadline, &waiting[0].last)
+      .await
+    {
+      Ok(c) => c,
+      Err(e) => {
+        for r in waiting {
+          let _ = r.reply.send(Err(e.clone()));
+        }
+        return;
+      }
+    };
+    let mut pipe = redis::pipe();
+    for r in &waiting {
+      pipe.add_command(r.cmd.clone());
+    }
+    match send(&shared, conn, generation, &pipe, waiting.len(), deadline).await {
+      Err(e) => {
+        // out of time while the server was still refusing: say so, not just "timeout"
+        let e = match e.code {
+          ErrorCode::RedisTimeout => shared.not_accepted(&waiting[0].last),
+          _ => e,
+        };
+        for r in waiting {
+          let _ = r.reply.send(Err(e.clone()));
+        }
+        return;
+      }
+      Ok(values) => {
+        let mut still = Vec::new();
+        for (mut r, value) in waiting.into_iter().zip(values) {
+          match not_now(&value) {
+            Some(kind) => {
+              shared.not_now(generation, kind);
+              r.last = value;
+              still.push(r);
+            }
+            None => {
+              let _ = r.reply.send(Ok(value));
+            }
+          }
+        }
+        waiting = still;
+      }
+    }
+  }
+}
+
+/// The "not now" meaning of a reply, if it is such an error.
+fn not_now(value: &Value) -> Option<NotNow> {
+  match value {
+    Value::ServerError(e) => NotNow::of_reply(e),
+    _ => None,
   }
 }
 
@@ -336,6 +557,28 @@ fn lost(shared: &Arc<Shared>, generation: u64, why: &str) {
     };
   }
   tokio::spawn(reconnect(Arc::downgrade(shared)));
+}
+
+/// Replaces live connection `generation` with a new one (after `streak` earlier
+/// replacements, waited for with the reconnect backoff). The live connection serves
+/// until the new one is ready; if the new one cannot be opened, the live one stays.
+async fn refresh(weak: Weak<Shared>, generation: u64, streak: u32) {
+  let Some(shared) = weak.upgrade() else { return };
+  let delay = backoff_delay(&shared.config.reconnect, streak + 1, rand::random::<f64>());
+  drop(shared);
+  tokio::time::sleep(delay).await;
+  let Some(shared) = weak.upgrade() else { return };
+  if let Ok(conn) = open(&shared).await {
+    let mut state = shared.state.write().unwrap_or_else(|e| e.into_inner());
+    if matches!(&*state, State::Connected { generation: g, .. } if *g == generation) {
+      *state = State::Connected {
+        conn,
+        generation: shared.generation.load(Ordering::SeqCst),
+      };
+      shared.metrics.reconnects.fetch_add(1, Ordering::Relaxed);
+    }
+  }
+  shared.refreshing.store(false, Ordering::SeqCst);
 }
 
 /// The delay before reconnect attempt `attempt` (1-based): exponential from `min_delay`,

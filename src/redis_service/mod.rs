@@ -1,5 +1,5 @@
-//! `RedisService`: the core key/value API (seed-compatible `get`/`set`/`del`/`exists`,
-//! and the rest of SPEC.md's RedisService).
+//! `RedisService`: the core key/value API (`get`/`set`/`del`/`exists` and the rest: TTLs,
+//! counters, JSON, Buffers, SCAN, pipelines and raw commands).
 
 use std::collections::HashSet;
 use std::sync::LazyLock;
