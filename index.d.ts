@@ -176,7 +176,7 @@ export declare class RateLimitService {
   /** `new RateLimitService(client, { onRedisError? })`. */
   constructor(client: RedisClient, options?: RateLimitServiceOptions)
   /**
-   * The seed's check: `true` when `identifier` may make one more request in the current
+   * The classic fixed-window check: `true` when `identifier` may make one more request in the current
    * fixed window of `windowSeconds` (key `rate_limit:<identifier>`), counting it.
    * Atomic. An outage follows the service's `onRedisError`.
    */
@@ -186,6 +186,14 @@ export declare class RateLimitService {
    * concurrency; time comes from the Redis server.
    */
   consume(key: string, options: RateLimitOptions): Promise<RateLimitResult>
+  /**
+   * Counts one request against several limits together (the limits of a route, say):
+   * it is allowed only when every limit allows it, and when any refuses, the ones that
+   * counted it are refunded, so a refused request uses up none of them. Each limit is
+   * still decided atomically on the server; between the count and the refund (one round
+   * trip) a concurrent request may see the refused one counted, never the other way.
+   */
+  consumeAll(limits: RateLimitCheck[]): Promise<RateLimitAllResult>
   /** What `consume` would answer now, without counting anything. */
   status(key: string, options: RateLimitOptions): Promise<RateLimitResult>
   /** Forgets everything counted for `key`, under every algorithm. */
@@ -205,6 +213,20 @@ export declare class RedisClient {
    * `ERR_CLIENT_CLOSED`. Closing twice is harmless.
    */
   close(): Promise<void>
+  /**
+   * Listens to the connection: `'error'` (the connection was lost: `{ address, error:
+   * { code, message } }`), `'reconnecting'` (a reconnect attempt is scheduled: `{
+   * address, attempt, delayMs, error }`), `'ready'` (the connection is back: `{ address,
+   * attempts }`), `'end'` (no more connection: `{ address, reason: 'gave-up' | 'closed'
+   * }`). Listeners run on the JS thread, never keep Node running, and a throwing
+   * listener is reported as an uncaught exception. Returns the client.
+   */
+  on(event: 'error' | 'reconnecting' | 'ready' | 'end', listener: (event: RedisClientEvent) => void): this
+  /**
+   * Removes a listener added with `on` (the same function for the same event). Returns
+   * the client.
+   */
+  off(event: 'error' | 'reconnecting' | 'ready' | 'end', listener: (event: RedisClientEvent) => void): this
   /** True once `close()` was called. */
   get isClosed(): boolean
   /** Counters and latency percentiles of this client's commands since it connected. */
@@ -291,11 +313,13 @@ export declare class SessionService {
   constructor(client: RedisClient, options?: SessionServiceOptions)
   /**
    * Creates (or replaces) session `sessionId` with `data` (an object) for `ttl` seconds
-   * (default 86400). When `data.userId` is set, the session is indexed under that user,
-   * the user is marked online, and with `maxSessionsPerUser` the user's least recently
-   * active sessions beyond the maximum are destroyed, atomically.
+   * (default 86400; or give `{ ttl, tokenFamily }`). When `data.userId` is set, the
+   * session is indexed under that user, the user is marked online, and with
+   * `maxSessionsPerUser` the user's least recently active sessions beyond the maximum are
+   * destroyed, atomically. Resolves to the ids of the sessions evicted (their logins'
+   * refresh tokens revoked when they have a `tokenFamily`).
    */
-  createSession(sessionId: string, data: Record<string, unknown>, ttl?: number): Promise<void>
+  createSession(sessionId: string, data: Record<string, unknown>, ttlOrOptions?: number | CreateSessionOptions): Promise<string[]>
   /** The data of session `sessionId`, or `null` when it does not exist (or expired). */
   getSession<T = Record<string, unknown>>(sessionId: string): Promise<T | null>
   /** Destroys session `sessionId` (logout on this device). */
@@ -360,10 +384,16 @@ export declare class TokenService {
   /** `new TokenService(client, { namespace? })`. */
   constructor(client: RedisClient, options?: TokenServiceOptions)
   /**
-   * Stores a refresh token of `userId` for `expiresIn` seconds, as a new token family
-   * (one login).
+   * Stores a refresh token of `userId` for `expiresIn` seconds, starting a token family
+   * (one login) that rotations continue. Resolves to the family id (`options.family`, or
+   * a new random one).
    */
-  storeRefreshToken(userId: string, token: string, expiresIn: number): Promise<void>
+  storeRefreshToken(userId: string, token: string, expiresIn: number, options?: StoreRefreshTokenOptions): Promise<string>
+  /**
+   * Revokes the refresh tokens of one login of `userId` (the family `storeRefreshToken`
+   * resolved to); resolves to how many live tokens were revoked.
+   */
+  revokeTokenFamily(userId: string, family: string): Promise<number>
   /**
    * Whether this refresh token of `userId` is live (stored, not expired, not revoked or
    * rotated).
@@ -476,6 +506,19 @@ export interface ClientMetrics {
   latencyUs: LatencyUs
 }
 
+/** Options of `createSession` (instead of a ttl number). */
+export interface CreateSessionOptions {
+  /** Seconds the session lives without activity. Default 86400. */
+  ttl?: number
+  /**
+   * The refresh-token family of this login (what `TokenService.storeRefreshToken`
+   * returned, or the `family` you gave it). Destroying the session, evicting it for
+   * `maxSessionsPerUser` or `destroyUserSessions` then revokes that login's refresh
+   * tokens too, in the same atomic step. Needs `data.userId`.
+   */
+  tokenFamily?: string
+}
+
 /**
  * Options of `new IdempotencyService(client, options)` (`idempotency` in
  * `RedisModule.forRoot`).
@@ -512,6 +555,28 @@ export interface LatencyUs {
 export interface NamespaceOptions {
   /** TTL in seconds of items set without one. Default: no expiry. */
   defaultTtl?: number
+}
+
+/** The outcome of `consumeAll`. */
+export interface RateLimitAllResult {
+  /** Whether every limit allowed the request (then it counts under each). */
+  allowed: boolean
+  /**
+   * Each limit's own result, in the order given. When the request was refused, the
+   * limits that allowed it were refunded, and their `remaining` says so.
+   */
+  results: Array<RateLimitResult>
+}
+
+/** One limit of `consumeAll`: the key it counts under, and its options. */
+export interface RateLimitCheck {
+  /** Who is limited under this limit (a user id, an IP, an API key). */
+  key: string
+  limit: number
+  windowSeconds: number
+  algorithm?: 'fixed-window' | 'sliding-window' | 'token-bucket'
+  cost?: number
+  onRedisError?: 'fail-closed' | 'fail-open'
 }
 
 /** Options of `consume` and `status`. */
@@ -585,6 +650,22 @@ export interface ReconnectOptions {
   atStartup?: boolean
 }
 
+/** What a connection event listener receives (see `RedisClient.on`). */
+export interface RedisClientEvent {
+  /** `host:port` of the server. */
+  address: string
+  /** Why (`'error'`, `'reconnecting'`, `'end'` after giving up). */
+  error?: { code: RedisErrorCode; message: string }
+  /** `'reconnecting'`: which attempt is next (1-based). */
+  attempt?: number
+  /** `'reconnecting'`: ms until that attempt. */
+  delayMs?: number
+  /** `'ready'`: attempts it took; `'end'` after giving up: attempts made. */
+  attempts?: number
+  /** `'end'`: why there is no more connection. */
+  reason?: 'gave-up' | 'closed'
+}
+
 /**
  * The stable codes a rejection of this package carries in `error.code`:
  * `ERR_INVALID_ARGUMENT` (bad input from the caller), `ERR_REDIS_CONNECTION` (cannot
@@ -621,8 +702,29 @@ export interface RedisOptions {
   pingIntervalMs?: number
   /** Reconnect backoff (with jitter). */
   reconnect?: ReconnectOptions
-  /** Sent with CLIENT SETNAME, shown by CLIENT LIST. */
+  /**
+   * Sent with CLIENT SETNAME, shown by CLIENT LIST (the subscriber connection of
+   * PubSubService gets `<clientName>:sub`).
+   */
   clientName?: string
+  /**
+   * Rejections carry the stack of the code that awaited the call (`at async
+   * UsersService.find (users.service.ts:12)`), at a small cost per call (one more
+   * promise reaction). Default: on, unless `NODE_ENV` is `production`.
+   */
+  captureStackTraces?: boolean
+  /**
+   * Largest value (bytes) a call may send; a larger one is refused with
+   * `ERR_INVALID_ARGUMENT` before anything is sent. Default 536870912 (512 MiB, Redis's
+   * own limit).
+   */
+  maxValueBytes?: number
+  /**
+   * Most commands waiting for their replies at once; past it, calls reject at once with
+   * `ERR_REDIS_CONNECTION` (Redis is not keeping up) instead of queueing without
+   * bound. Default 10000.
+   */
+  maxInFlight?: number
 }
 
 /** What `getSessionInfo` and `listUserSessions` tell about a session (times in epoch ms). */
@@ -648,6 +750,21 @@ export interface SessionServiceOptions {
    * touch). Default 300.
    */
   onlineWindowSeconds?: number
+  /**
+   * The `namespace` of the TokenService whose refresh tokens a session's login holds
+   * (see `createSession`'s `tokenFamily`). Default `token`, TokenService's default.
+   */
+  tokenNamespace?: string
+}
+
+/** Options of `storeRefreshToken`. */
+export interface StoreRefreshTokenOptions {
+  /**
+   * The family (login) this token starts; rotations keep it. Default: a new random id.
+   * Give your session id to tie the login's tokens to its session (see
+   * `SessionService.createSession`'s `tokenFamily`).
+   */
+  family?: string
 }
 
 /** Options of `subscribe` / `psubscribe`. */

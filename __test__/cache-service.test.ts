@@ -218,6 +218,43 @@ describe('getOrSet', () => {
     assert.equal(await c.exists('k'), false);
     assert.equal(await c.getOrSet('k', async () => 'ok'), 'ok');
   });
+
+  it('a loader returning undefined or null caches nothing: it runs again next time, and each call counts as a miss', async () => {
+    const name = `nothing${randomUUID().slice(0, 6)}`;
+    const c = cache.namespace(name);
+    for (const nothing of [undefined, null]) {
+      let loads = 0;
+      const loader = async () => {
+        loads++;
+        return nothing;
+      };
+      assert.equal(await c.getOrSet(`k-${nothing}`, loader, 60), nothing);
+      assert.equal(await c.getOrSet(`k-${nothing}`, loader, 60), nothing);
+      assert.equal(loads, 2);
+      assert.equal(await c.exists(`k-${nothing}`), false);
+    }
+    assert.deepEqual(c.stats(), { hits: 0, misses: 4, hitRatio: 0 });
+  });
+
+  it('two handles of one namespace share the load in progress and the counters', async () => {
+    const name = `shared${randomUUID().slice(0, 6)}`;
+    const a = cache.namespace(name);
+    const b = new CacheService(client).namespace(name);
+    let loads = 0;
+    const loader = async () => {
+      loads++;
+      await sleep(50);
+      return { id: 1 };
+    };
+    const results = await Promise.all([
+      ...Array.from({ length: 10 }, () => a.getOrSet('k', loader)),
+      ...Array.from({ length: 10 }, () => b.getOrSet('k', loader)),
+    ]);
+    assert.equal(loads, 1);
+    assert.ok(results.every((r) => r.id === 1));
+    assert.deepEqual(a.stats(), b.stats());
+    assert.equal(a.stats().misses, 1);
+  });
 });
 
 describe('stats', () => {

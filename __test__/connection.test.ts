@@ -183,6 +183,15 @@ describe('authentication', () => {
     });
   });
 
+  it('a password sent to a server that has none says that this may be why', async () => {
+    await assert.rejects(RedisClient.connect({ url: `redis://:not-needed@${new URL(url).host}` }), (e: any) => {
+      assert.equal(e.code, 'ERR_REDIS_AUTH');
+      assert.match(e.message, /refused the password .*no password set: then connect without one/);
+      assert.ok(!e.message.includes('not-needed'), e.message);
+      return true;
+    });
+  });
+
   it('no password against a protected server is ERR_REDIS_AUTH', async () => {
     await assert.rejects(RedisClient.connect({ host: '127.0.0.1', port: server.port }), { code: 'ERR_REDIS_AUTH' });
   });
@@ -333,6 +342,53 @@ describe('faults (on a private redis-server)', () => {
     await eventually(async () => (await redis.get('k')) === null, 3000, 'recovers after resume');
     await client.close();
     await server.stop();
+  });
+
+  it('a port where something other than Redis answers (HTTP) says so', async () => {
+    const http = createServer((socket: Socket) => {
+      socket.once('data', () => socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n'));
+    });
+    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+    const port = (http.address() as { port: number }).port;
+    await assert.rejects(RedisClient.connect({ host: '127.0.0.1', port, connectTimeoutMs: 2000 }), (e: any) => {
+      assert.equal(e.code, 'ERR_REDIS_CONNECTION');
+      assert.match(e.message, new RegExp(`127\\.0\\.0\\.1:${port}: it did not answer like a Redis server`));
+      return true;
+    });
+    await new Promise((resolve) => http.close(resolve));
+  });
+
+  it('past maxInFlight, calls reject at once with ERR_REDIS_CONNECTION instead of queueing', async () => {
+    const server = await startRedis();
+    const client = await RedisClient.connect({ url: server.url, maxInFlight: 10, commandTimeoutMs: 300, pingIntervalMs: 0 });
+    const redis = new RedisService(client);
+    server.pause(); // nothing comes back: the first 10 stay in flight
+    const outcomes = await Promise.allSettled(Array.from({ length: 50 }, (_, i) => redis.get(`k${i}`)));
+    server.resume();
+    const codes = outcomes.map((o) => (o.status === 'rejected' ? (o.reason as { code: string; message: string }) : null));
+    const refused = codes.filter((c) => c?.code === 'ERR_REDIS_CONNECTION' && /maxInFlight 10/.test(c.message));
+    const timedOut = codes.filter((c) => c?.code === 'ERR_REDIS_TIMEOUT');
+    assert.equal(refused.length, 40);
+    assert.equal(timedOut.length, 10);
+    await eventually(async () => (await redis.get('k')) === null, 3000, 'serves again');
+    assert.equal(client.metrics().inFlight, 0);
+    await client.close();
+    await server.stop();
+  });
+
+  it('a lost connection names the server in the message', async () => {
+    const server = await startRedis();
+    const client = await RedisClient.connect({
+      url: server.url,
+      pingIntervalMs: 0,
+      reconnect: { minDelayMs: 1000, maxDelayMs: 1000 },
+    });
+    const redis = new RedisService(client);
+    await server.kill();
+    const e: any = await redis.get('k').catch((err) => err);
+    assert.equal(e.code, 'ERR_REDIS_CONNECTION');
+    assert.ok(e.message.includes(`127.0.0.1:${server.port}`), e.message);
+    await client.close();
   });
 
   it('reconnecting gives up after reconnect.maxAttempts and says so', async () => {

@@ -1,17 +1,18 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { RedisService, isRedisError, type RedisErrorCode } from 'nestjs-redis-native';
+import { RedisClient, RedisService, SessionService, isRedisError, type RedisErrorCode } from 'nestjs-redis-native';
 import { isRedisError as isRedisErrorFromNest, type RedisErrorCode as NestRedisErrorCode } from 'nestjs-redis-native/nest';
-import { prefixedClients, stopSharedRedis } from './support/redis-server';
+import { prefixedClients, stopSharedRedis, testRedisUrl, uniquePrefix } from './support/redis-server';
 
 let redis: RedisService;
+let client: RedisClient;
 // A client without prefix, to look at what is really stored.
 let raw: RedisService;
 let prefix: string;
 let closeClients: () => Promise<void>;
 
 before(async () => {
-  ({ redis, raw, prefix, close: closeClients } = await prefixedClients());
+  ({ client, redis, raw, prefix, close: closeClients } = await prefixedClients());
 });
 
 after(async () => {
@@ -104,11 +105,12 @@ describe('every rejection carries a stable code', () => {
     assert.equal(await redis.exists('pk'), false, 'a refused pipeline sends nothing');
   });
 
-  it('a wrong-type operation is ERR_REDIS_COMMAND with the server text', async () => {
+  it('a wrong-type operation is ERR_REDIS_COMMAND naming the command and key, with the server text', async () => {
     await redis.command('LPUSH', ['list', 'a']);
     await assert.rejects(redis.get('list'), (e: any) => {
       assert.equal(e.code, 'ERR_REDIS_COMMAND');
-      assert.match(e.message, /^WRONGTYPE/);
+      // the key as the caller wrote it, without the client's prefix
+      assert.equal(e.message, 'GET list: WRONGTYPE Operation against a key holding the wrong kind of value');
       return e instanceof Error;
     });
   });
@@ -160,5 +162,84 @@ describe('isRedisError and RedisErrorCode', () => {
     assert.equal(isRedisErrorFromNest, isRedisError);
     const code: NestRedisErrorCode = 'ERR_REDIS_TIMEOUT';
     assert.equal(isRedisErrorFromNest(Object.assign(new Error('t'), { code })), true);
+  });
+});
+
+describe('messages and stacks you can trace', () => {
+  async function loadProfile(service: RedisService): Promise<string | null> {
+    return await service.get('list'); // 'list' holds a list (made above): WRONGTYPE
+  }
+  async function profileController(service: RedisService): Promise<string | null> {
+    return await loadProfile(service);
+  }
+
+  it('with captureStackTraces, a rejection carries the stack of the code that awaited it', async () => {
+    const client = await RedisClient.connect({ url: await testRedisUrl(), keyPrefix: prefix, captureStackTraces: true });
+    const e = await profileController(new RedisService(client)).catch((err: Error) => err);
+    assert.ok(e instanceof Error);
+    assert.match(e.stack ?? '', /^Error: GET list: WRONGTYPE/);
+    assert.match(e.stack ?? '', /at async loadProfile .*errors\.test\.js/);
+    assert.match(e.stack ?? '', /at async profileController/);
+    assert.equal((e as Error & { code: string }).code, 'ERR_REDIS_COMMAND');
+    await client.close();
+  });
+
+  it('without it, the rejection has no frames of your code (no cost per call)', async () => {
+    const client = await RedisClient.connect({ url: await testRedisUrl(), keyPrefix: prefix, captureStackTraces: false });
+    const e = await profileController(new RedisService(client)).catch((err: Error) => err);
+    assert.ok(e instanceof Error);
+    assert.doesNotMatch(e.stack ?? '', /loadProfile/);
+    await client.close();
+  });
+
+  it('it is on by default, and off when NODE_ENV is production', async () => {
+    const url = await testRedisUrl();
+    const saved = process.env.NODE_ENV;
+    try {
+      delete process.env.NODE_ENV;
+      const dev = await RedisClient.connect({ url, keyPrefix: prefix });
+      process.env.NODE_ENV = 'production';
+      const prod = await RedisClient.connect({ url, keyPrefix: prefix });
+      const devError = (await profileController(new RedisService(dev)).catch((err: Error) => err)) as Error;
+      const prodError = (await profileController(new RedisService(prod)).catch((err: Error) => err)) as Error;
+      assert.match(String(devError.stack), /at async loadProfile/);
+      assert.doesNotMatch(String(prodError.stack), /loadProfile/);
+      await dev.close();
+      await prod.close();
+    } finally {
+      if (saved === undefined) delete process.env.NODE_ENV;
+      else process.env.NODE_ENV = saved;
+    }
+  });
+
+  it('a failing script is named in the message (the service and its script file)', async () => {
+    const sessions = new SessionService(client);
+    await redis.set('session:s-wrong', 'not a hash');
+    const e = await sessions.createSession('s-wrong', { userId: 'u1' }).catch((err: unknown) => err);
+    assert.ok(isRedisError(e));
+    assert.equal(e.code, 'ERR_REDIS_COMMAND');
+    assert.match(e.message, /^script session_service\/create\.lua: .*WRONGTYPE/);
+  });
+
+  it('a value larger than maxValueBytes is ERR_INVALID_ARGUMENT, nothing is sent, and the connection goes on', async () => {
+    const client = await RedisClient.connect({ url: await testRedisUrl(), keyPrefix: uniquePrefix(), maxValueBytes: 1024 });
+    const small = new RedisService(client);
+    const e = await small.setBuffer('big', Buffer.alloc(2048)).catch((err: unknown) => err);
+    assert.ok(isRedisError(e));
+    assert.equal(e.code, 'ERR_INVALID_ARGUMENT');
+    assert.match(e.message, /2048 bytes is larger than maxValueBytes \(1024 bytes\)/);
+    await assert.rejects(small.pipeline([['SET', 'big', 'x'.repeat(2000)]]), { code: 'ERR_INVALID_ARGUMENT' });
+    assert.equal(await small.get('big'), null);
+    await small.set('ok', 'x'.repeat(1000));
+    assert.equal((await small.get('ok'))?.length, 1000);
+    await small.deletePattern('*');
+    await client.close();
+  });
+
+  it("by default, a value over 512 MiB (Redis's own limit) is refused before it can break the connection", async () => {
+    const big = Buffer.alloc(512 * 1024 * 1024 + 1);
+    await assert.rejects(redis.setBuffer('huge', big), { code: 'ERR_INVALID_ARGUMENT' });
+    assert.equal(await redis.set('after-huge', 'fine'), undefined);
+    assert.equal(await redis.get('after-huge'), 'fine');
   });
 });

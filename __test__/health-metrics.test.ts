@@ -34,6 +34,23 @@ describe('client.metrics()', () => {
     await client.close();
   });
 
+  it('commands the server refuses inside a pipeline count as errors, each', async () => {
+    const client = await RedisClient.connect({ url: await testRedisUrl() });
+    const redis = new RedisService(client);
+    await redis.set('metrics:text', 'x', 5);
+    const before = client.metrics();
+    const replies = await redis.pipeline([
+      ['GET', 'metrics:text'],
+      ['LPUSH', 'metrics:text', 'y'],
+      ['INCR', 'metrics:text'],
+    ]);
+    assert.equal(replies[0], 'x');
+    const after = client.metrics();
+    assert.equal(after.commands - before.commands, 3);
+    assert.equal(after.errors - before.errors, 2);
+    await client.close();
+  });
+
   it('moves when Redis is stopped: errors, timeouts and reconnects', async () => {
     const server = await startRedis();
     const client = await RedisClient.connect({

@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { PubSubService, RedisClient } from 'nestjs-redis-native';
+import { PubSubService, RedisClient, RedisService } from 'nestjs-redis-native';
 import { sleep, startRedis, stopSharedRedis, testRedisUrl } from './support/redis-server';
 
 let client: RedisClient;
@@ -151,6 +151,33 @@ describe('publish / subscribe', () => {
       });
       assert.equal(out.trim(), 'bye');
     }
+  });
+});
+
+describe('the subscriber connection', () => {
+  it('is named after clientName, with :sub', async () => {
+    const name = `app-${randomUUID().slice(0, 8)}`;
+    const named = await RedisClient.connect({ url: await testRedisUrl(), clientName: name });
+    const sub = await new PubSubService(named).subscribe(channel(), () => {});
+    const list = String(await new RedisService(named).command('CLIENT', ['LIST']));
+    assert.match(list, new RegExp(`name=${name} `));
+    assert.match(list, new RegExp(`name=${name}:sub `));
+    await sub.unsubscribe();
+    await named.close();
+  });
+
+  it('subscribe after close() rejects with ERR_CLIENT_CLOSED', async () => {
+    const c = await RedisClient.connect({ url: await testRedisUrl() });
+    const service = new PubSubService(c);
+    await c.close();
+    await assert.rejects(
+      service.subscribe(channel(), () => {}),
+      { code: 'ERR_CLIENT_CLOSED' },
+    );
+    await assert.rejects(
+      service.psubscribe('p*', () => {}),
+      { code: 'ERR_CLIENT_CLOSED' },
+    );
   });
 });
 

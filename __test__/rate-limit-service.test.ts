@@ -24,7 +24,7 @@ const any = (v: unknown) => v as any;
 const fresh = () => `k-${randomUUID()}`;
 const algorithms = ['fixed-window', 'sliding-window', 'token-bucket'] as const;
 
-describe('checkRateLimit (seed)', () => {
+describe('checkRateLimit', () => {
   it('allows limit requests per fixed window, under key rate_limit:<identifier>', async () => {
     const id = fresh();
     const outcomes = [];
@@ -121,6 +121,68 @@ for (const algorithm of algorithms) {
     });
   });
 }
+
+describe('consumeAll: one request against several limits', () => {
+  for (const algorithm of algorithms) {
+    it(`${algorithm}: a request refused by one limit uses up none of the others`, async () => {
+      const tight = { key: fresh(), limit: 1, windowSeconds: 60, algorithm };
+      const loose = { key: fresh(), limit: 5, windowSeconds: 60, algorithm };
+      const first = await limiter.consumeAll([tight, loose]);
+      assert.equal(first.allowed, true);
+      assert.deepEqual(
+        first.results.map((r) => r.remaining),
+        [0, 4],
+      );
+      const refused = await limiter.consumeAll([tight, loose]);
+      assert.equal(refused.allowed, false);
+      assert.equal(refused.results[0].allowed, false);
+      assert.equal(refused.results[1].remaining, 4, 'the loose limit says it was refunded');
+      const { key, ...options } = loose;
+      const looseNow = await limiter.status(key, options);
+      assert.equal(looseNow.remaining, 4, 'only the allowed request counts under the loose limit');
+    });
+  }
+
+  it('200 concurrent requests against 10 and 15: exactly 10 allowed, and the looser limit counted exactly those', async () => {
+    const perIp = { key: fresh(), limit: 10, windowSeconds: 60 };
+    const perUser = { key: fresh(), limit: 15, windowSeconds: 60 };
+    const outcomes = await Promise.all(Array.from({ length: 200 }, () => limiter.consumeAll([perIp, perUser])));
+    assert.equal(outcomes.filter((o) => o.allowed).length, 10);
+    const { key, ...options } = perUser;
+    assert.equal((await limiter.status(key, options)).remaining, 5);
+  });
+
+  it('every limit allowing: the request counts under each', async () => {
+    const a = { key: fresh(), limit: 3, windowSeconds: 60, algorithm: 'fixed-window' as const };
+    const b = { key: fresh(), limit: 3, windowSeconds: 60, algorithm: 'token-bucket' as const, cost: 2 };
+    const r = await limiter.consumeAll([a, b]);
+    assert.equal(r.allowed, true);
+    assert.deepEqual(
+      r.results.map((x) => [x.allowed, x.remaining]),
+      [
+        [true, 2],
+        [true, 1],
+      ],
+    );
+  });
+
+  it('bad input is ERR_INVALID_ARGUMENT and counts nothing', async () => {
+    const ok = { key: fresh(), limit: 1, windowSeconds: 60 };
+    for (const bad of [
+      any(undefined),
+      any('limits'),
+      [],
+      [any(null)],
+      [{ ...ok, key: '' }],
+      [{ ...ok, limit: 0 }],
+      [ok, { ...ok, nope: 1 }],
+    ]) {
+      await assert.rejects(limiter.consumeAll(bad), { code: 'ERR_INVALID_ARGUMENT' });
+    }
+    const { key, ...options } = ok;
+    assert.equal((await limiter.status(key, options)).remaining, 1);
+  });
+});
 
 describe('window boundaries', () => {
   it('fixed window: the full limit is back right after the window ends', async () => {

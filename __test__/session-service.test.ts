@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { RedisClient, RedisService, SessionService } from 'nestjs-redis-native';
+import { RedisClient, RedisService, SessionService, TokenService } from 'nestjs-redis-native';
 import { prefixedClients, sleep, stopSharedRedis } from './support/redis-server';
 
 let client: RedisClient;
@@ -187,6 +187,95 @@ describe('multi-device', () => {
     let alive = 0;
     for (let i = 0; i < 50; i++) if (await sessions.getSession(`s-burst-${i}`)) alive++;
     assert.equal(alive, 5);
+  });
+});
+
+describe("sessions and their logins' refresh tokens", () => {
+  let tokens: TokenService;
+  let limited: SessionService;
+  before(() => {
+    tokens = new TokenService(client);
+    limited = new SessionService(client, { maxSessionsPerUser: 2 });
+  });
+
+  /** A login as an app does it: a refresh token whose family is the session id. */
+  async function login(
+    service: SessionService,
+    user: string,
+    device: string,
+  ): Promise<{ sessionId: string; refreshToken: string; evicted: string[] }> {
+    const sessionId = `s-${user}-${device}`;
+    const refreshToken = `rt-${user}-${device}-${Math.random()}`;
+    const family = await tokens.storeRefreshToken(user, refreshToken, 3600, { family: sessionId });
+    assert.equal(family, sessionId);
+    const evicted = await service.createSession(sessionId, { userId: user, device }, { ttl: 600, tokenFamily: family });
+    return { sessionId, refreshToken, evicted };
+  }
+
+  it('createSession resolves to the ids it evicted, and an evicted device can no longer refresh', async () => {
+    const a = await login(limited, 'fam-u1', 'a');
+    await sleep(5);
+    const b = await login(limited, 'fam-u1', 'b');
+    await sleep(5);
+    const c = await login(limited, 'fam-u1', 'c');
+    assert.deepEqual([a.evicted, b.evicted, c.evicted], [[], [], [a.sessionId]]);
+    assert.equal(await limited.getSession(a.sessionId), null);
+    assert.equal(await tokens.isRefreshTokenValid('fam-u1', a.refreshToken), false, 'device a cannot refresh');
+    assert.equal(await tokens.rotateRefreshToken('fam-u1', a.refreshToken, 'x', 60), 'invalid');
+    assert.equal(await tokens.isRefreshTokenValid('fam-u1', b.refreshToken), true, 'the others still can');
+    assert.equal(await tokens.isRefreshTokenValid('fam-u1', c.refreshToken), true);
+  });
+
+  it('a rotated token stays in its family: evicting the session revokes the newest token', async () => {
+    const a = await login(limited, 'fam-u2', 'a');
+    const next = `rt-next-${Math.random()}`;
+    assert.equal(await tokens.rotateRefreshToken('fam-u2', a.refreshToken, next, 3600), 'rotated');
+    await sleep(5);
+    await login(limited, 'fam-u2', 'b');
+    await sleep(5);
+    const c = await login(limited, 'fam-u2', 'c');
+    assert.deepEqual(c.evicted, [a.sessionId]);
+    assert.equal(await tokens.isRefreshTokenValid('fam-u2', next), false);
+  });
+
+  it("destroySession revokes that login's refresh tokens and no other", async () => {
+    const a = await login(sessions, 'fam-u3', 'a');
+    const b = await login(sessions, 'fam-u3', 'b');
+    await sessions.destroySession(a.sessionId);
+    assert.equal(await tokens.isRefreshTokenValid('fam-u3', a.refreshToken), false);
+    assert.equal(await tokens.isRefreshTokenValid('fam-u3', b.refreshToken), true);
+  });
+
+  it("destroyUserSessions revokes every session's login", async () => {
+    const a = await login(sessions, 'fam-u4', 'a');
+    const b = await login(sessions, 'fam-u4', 'b');
+    assert.equal(await sessions.destroyUserSessions('fam-u4'), 2);
+    assert.equal(await tokens.isRefreshTokenValid('fam-u4', a.refreshToken), false);
+    assert.equal(await tokens.isRefreshTokenValid('fam-u4', b.refreshToken), false);
+  });
+
+  it('sessions without tokenFamily leave refresh tokens alone', async () => {
+    await tokens.storeRefreshToken('fam-u5', 'rt-plain', 3600);
+    await sessions.createSession('s-plain', { userId: 'fam-u5' });
+    await sessions.destroySession('s-plain');
+    assert.equal(await tokens.isRefreshTokenValid('fam-u5', 'rt-plain'), true);
+  });
+
+  it('tokenNamespace follows a TokenService with its own namespace', async () => {
+    const authTokens = new TokenService(client, { namespace: 'auth' });
+    const authSessions = new SessionService(client, { tokenNamespace: 'auth' });
+    const family = await authTokens.storeRefreshToken('fam-u6', 'rt-auth', 3600);
+    await authSessions.createSession('s-auth', { userId: 'fam-u6' }, { tokenFamily: family });
+    await authSessions.destroySession('s-auth');
+    assert.equal(await authTokens.isRefreshTokenValid('fam-u6', 'rt-auth'), false);
+  });
+
+  it('tokenFamily without data.userId, and bad options, are ERR_INVALID_ARGUMENT', async () => {
+    await assert.rejects(sessions.createSession('s-nouser', {}, { tokenFamily: 'f' }), { code: 'ERR_INVALID_ARGUMENT' });
+    await assert.rejects(sessions.createSession('s-bad', { userId: 'u' }, any({ ttl: 0 })), { code: 'ERR_INVALID_ARGUMENT' });
+    await assert.rejects(sessions.createSession('s-bad', { userId: 'u' }, any({ nope: 1 })), { code: 'ERR_INVALID_ARGUMENT' });
+    assert.equal(await sessions.getSession('s-nouser'), null);
+    assert.throws(() => new SessionService(client, any({ tokenNamespace: '' })), { code: 'ERR_INVALID_ARGUMENT' });
   });
 });
 

@@ -89,6 +89,32 @@ describe('refresh tokens', () => {
   });
 });
 
+describe('token families (one login each)', () => {
+  it('storeRefreshToken resolves to a new family id per login, or the one given', async () => {
+    const f1 = await tokens.storeRefreshToken('u-fam', 'rt-f1', 60);
+    const f2 = await tokens.storeRefreshToken('u-fam', 'rt-f2', 60);
+    assert.match(f1, /^[0-9a-f-]{36}$/);
+    assert.notEqual(f1, f2);
+    assert.equal(await tokens.storeRefreshToken('u-fam', 'rt-f3', 60, { family: 'session-42' }), 'session-42');
+  });
+
+  it('revokeTokenFamily revokes that login only, rotations included, and counts them', async () => {
+    await tokens.storeRefreshToken('u-fam2', 'phone-1', 60, { family: 'phone' });
+    assert.equal(await tokens.rotateRefreshToken('u-fam2', 'phone-1', 'phone-2', 60), 'rotated');
+    await tokens.storeRefreshToken('u-fam2', 'laptop-1', 60, { family: 'laptop' });
+    assert.equal(await tokens.revokeTokenFamily('u-fam2', 'phone'), 1);
+    assert.equal(await tokens.isRefreshTokenValid('u-fam2', 'phone-2'), false);
+    assert.equal(await tokens.isRefreshTokenValid('u-fam2', 'laptop-1'), true);
+    assert.equal(await tokens.revokeTokenFamily('u-fam2', 'phone'), 0);
+  });
+
+  it('bad families are ERR_INVALID_ARGUMENT', async () => {
+    await assert.rejects(tokens.storeRefreshToken('u', 't', 60, { family: '' }), { code: 'ERR_INVALID_ARGUMENT' });
+    await assert.rejects(tokens.storeRefreshToken('u', 't', 60, { family: 5 as any }), { code: 'ERR_INVALID_ARGUMENT' });
+    await assert.rejects(tokens.revokeTokenFamily('u', ''), { code: 'ERR_INVALID_ARGUMENT' });
+  });
+});
+
 describe('rotateRefreshToken', () => {
   it('rotation replaces the old token with the new one', async () => {
     await tokens.storeRefreshToken('u-rot', 'r1', 60);

@@ -9,7 +9,7 @@ use napi::{sys, ValueType};
 
 use crate::error::{RnError, RnResult};
 
-fn type_of(v: &Unknown) -> ValueType {
+pub fn type_of(v: &Unknown) -> ValueType {
   v.get_type().unwrap_or(ValueType::Unknown)
 }
 

@@ -3,13 +3,13 @@
 
 use std::collections::HashMap;
 
-use napi::bindgen_prelude::{ClassInstance, PromiseRaw, Unknown};
-use napi::Env;
+use napi::bindgen_prelude::{ClassInstance, Function, FunctionRef, PromiseRaw, This, Unknown};
+use napi::{Env, ValueType};
 use napi_derive::napi;
 
 use crate::args;
 use crate::completion::{complete, reject};
-use crate::connection::Connection;
+use crate::connection::{Connection, EventKind};
 use crate::error::RnError;
 use crate::json::JsonText;
 use crate::options::parse_options;
@@ -18,6 +18,9 @@ use crate::options::parse_options;
 #[napi]
 pub struct RedisClient {
   pub(crate) conn: Connection,
+  /// Listeners added with `on`, to find them again in `off`.
+  listeners: Vec<(EventKind, u64, FunctionRef<serde_json::Value, ()>)>,
+  next_listener: u64,
 }
 
 #[napi]
@@ -44,7 +47,11 @@ impl RedisClient {
     };
     complete(env, async move {
       let conn = Connection::open(config).await?;
-      Ok(RedisClient { conn })
+      Ok(RedisClient {
+        conn,
+        listeners: Vec::new(),
+        next_listener: 0,
+      })
     })
   }
 
@@ -54,6 +61,64 @@ impl RedisClient {
   pub fn close<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, ()>> {
     self.conn.close();
     complete(env, async { Ok(()) })
+  }
+
+  /// Listens to the connection: `'error'` (the connection was lost: `{ address, error:
+  /// { code, message } }`), `'reconnecting'` (a reconnect attempt is scheduled: `{
+  /// address, attempt, delayMs, error }`), `'ready'` (the connection is back: `{ address,
+  /// attempts }`), `'end'` (no more connection: `{ address, reason: 'gave-up' | 'closed'
+  /// }`). Listeners run on the JS thread, never keep Node running, and a throwing
+  /// listener is reported as an uncaught exception. Returns the client.
+  #[napi(
+    ts_args_type = "event: 'error' | 'reconnecting' | 'ready' | 'end', listener: (event: RedisClientEvent) => void",
+    ts_return_type = "this"
+  )]
+  pub fn on<'env>(
+    &mut self,
+    env: &'env Env,
+    this: This<'env>,
+    event: Unknown,
+    listener: Unknown,
+  ) -> napi::Result<This<'env>> {
+    let (kind, function) = listener_args(env, &event, &listener)?;
+    let tsfn = function
+      .build_threadsafe_function()
+      .callee_handled::<false>()
+      .weak::<true>()
+      .build()?;
+    let id = self.next_listener;
+    self.next_listener += 1;
+    self.listeners.push((kind, id, function.create_ref()?));
+    self.conn.events().add(kind, id, tsfn);
+    Ok(this)
+  }
+
+  /// Removes a listener added with `on` (the same function for the same event). Returns
+  /// the client.
+  #[napi(
+    ts_args_type = "event: 'error' | 'reconnecting' | 'ready' | 'end', listener: (event: RedisClientEvent) => void",
+    ts_return_type = "this"
+  )]
+  pub fn off<'env>(
+    &mut self,
+    env: &'env Env,
+    this: This<'env>,
+    event: Unknown,
+    listener: Unknown,
+  ) -> napi::Result<This<'env>> {
+    let (kind, _) = listener_args(env, &event, &listener)?;
+    let mut found = None;
+    for (i, (k, _, r)) in self.listeners.iter().enumerate() {
+      if *k == kind && env.strict_equals(r.borrow_back(env)?, listener)? {
+        found = Some(i);
+        break;
+      }
+    }
+    if let Some(i) = found {
+      let (_, id, _) = self.listeners.remove(i);
+      self.conn.events().remove(id);
+    }
+    Ok(this)
   }
 
   /// True once `close()` was called.
@@ -132,6 +197,46 @@ impl RedisClient {
   pub fn key_prefix(&self) -> String {
     self.conn.prefix().to_string()
   }
+}
+
+/// What a connection event listener receives (see `RedisClient.on`).
+#[allow(dead_code)] // built as JSON; this struct declares its TypeScript type
+#[napi(object)]
+pub struct RedisClientEvent {
+  /// `host:port` of the server.
+  pub address: String,
+  /// Why (`'error'`, `'reconnecting'`, `'end'` after giving up).
+  #[napi(ts_type = "{ code: RedisErrorCode; message: string }")]
+  pub error: Option<serde_json::Value>,
+  /// `'reconnecting'`: which attempt is next (1-based).
+  pub attempt: Option<f64>,
+  /// `'reconnecting'`: ms until that attempt.
+  pub delay_ms: Option<f64>,
+  /// `'ready'`: attempts it took; `'end'` after giving up: attempts made.
+  pub attempts: Option<f64>,
+  /// `'end'`: why there is no more connection.
+  #[napi(ts_type = "'gave-up' | 'closed'")]
+  pub reason: Option<String>,
+}
+
+/// The event name and listener of `on` / `off`.
+fn listener_args<'env>(
+  env: &'env Env,
+  event: &Unknown,
+  listener: &Unknown<'env>,
+) -> napi::Result<(EventKind, Function<'env, serde_json::Value, ()>)> {
+  let invalid = |m: String| crate::completion::js_error(env, &RnError::invalid(m));
+  let name = args::string(event, "event").map_err(|e| crate::completion::js_error(env, &e))?;
+  let kind = EventKind::parse(&name).ok_or_else(|| {
+    invalid(format!(
+      "unknown event `{name}` (error, reconnecting, ready, end)"
+    ))
+  })?;
+  if listener.get_type()? != ValueType::Function {
+    return Err(invalid("listener must be a function".into()));
+  }
+  let function = unsafe { listener.cast::<Function<'env, serde_json::Value, ()>>() }?;
+  Ok((kind, function))
 }
 
 /// `client.metrics()`: this client's commands since it connected.

@@ -425,9 +425,11 @@ pub fn create_js_error(env: sys::napi_env, err: &RnError) -> napi::Result<sys::n
 }
 
 /// `complete`, for a call whose arguments were checked first: refused arguments reject
-/// the Promise without starting any I/O.
+/// the Promise without starting any I/O. With `traced` (the client's
+/// `captureStackTraces`), a rejection gets the stack of the code that awaited it.
 pub fn complete_with<'env, A, T, F, Fut>(
   env: &'env Env,
+  traced: bool,
   args: RnResult<A>,
   f: F,
 ) -> napi::Result<PromiseRaw<'env, T>>
@@ -436,8 +438,39 @@ where
   F: FnOnce(A) -> Fut,
   Fut: Future<Output = RnResult<T>> + Send + 'static,
 {
-  match args {
-    Ok(a) => complete(env, f(a)),
-    Err(e) => reject(env, e),
+  let promise = match args {
+    Ok(a) => complete(env, f(a))?,
+    Err(e) => reject(env, e)?,
+  };
+  if traced {
+    traced_promise(env, promise)
+  } else {
+    Ok(promise)
   }
+}
+
+/// `promise.then(undefined, rethrow)`: the promise the caller gets, whose rejection
+/// carries the awaiting code's stack (see stack_trace.js).
+fn traced_promise<'env, T>(
+  env: &'env Env,
+  promise: PromiseRaw<'env, T>,
+) -> napi::Result<PromiseRaw<'env, T>> {
+  use napi::JsValue;
+  let then = crate::js_helper::function(env, "Promise.prototype.then")?;
+  let rethrow = crate::js_helper::function(env, include_str!("stack_trace.js"))?;
+  let raw = env.raw();
+  let mut undefined = std::ptr::null_mut();
+  let mut derived = std::ptr::null_mut();
+  unsafe {
+    check(
+      sys::napi_get_undefined(raw, &mut undefined),
+      "napi_get_undefined",
+    )?;
+    let argv = [undefined, rethrow];
+    check(
+      sys::napi_call_function(raw, promise.raw(), then, 2, argv.as_ptr(), &mut derived),
+      "Promise.prototype.then",
+    )?;
+  }
+  Ok(PromiseRaw::new(raw, derived))
 }

@@ -1,6 +1,8 @@
 #![deny(clippy::all)]
 //! nestjs-redis-native: Redis for NestJS and Node, in Rust.
 
+#[macro_use]
+mod script;
 mod args;
 mod cache_service;
 mod client;
@@ -18,7 +20,6 @@ mod pubsub_service;
 mod rate_limit_service;
 mod redis_service;
 mod reply;
-mod script;
 mod session_service;
 mod token_service;
 

@@ -12,13 +12,27 @@ pub const NO_KEYS: &[&str] = &[];
 pub const NO_ARGS: &[&[u8]] = &[];
 
 pub struct LuaScript {
+  /// `<service>/<file>.lua`, for messages.
+  name: &'static str,
   code: &'static str,
   sha: String,
 }
 
+/// The script in file `$file` beside the calling module, loaded once:
+/// `static CREATE: LazyLock<LuaScript> = lua_script!("create.lua");`
+#[macro_export]
+macro_rules! lua_script {
+  ($file:literal) => {
+    std::sync::LazyLock::new(|| {
+      $crate::script::LuaScript::new(concat!(module_path!(), "/", $file), include_str!($file))
+    })
+  };
+}
+
 impl LuaScript {
-  pub fn new(code: &'static str) -> LuaScript {
+  pub fn new(name: &'static str, code: &'static str) -> LuaScript {
     LuaScript {
+      name: name.strip_prefix("nestjs_redis_native::").unwrap_or(name),
       code,
       sha: redis::Script::new(code).get_hash().to_string(),
     }
@@ -42,7 +56,7 @@ impl LuaScript {
       }
       cmd
     };
-    match conn.exec(build("EVALSHA", &self.sha)).await {
+    let outcome = match conn.exec(build("EVALSHA", &self.sha)).await {
       Err(e)
         if e.code == ErrorCode::RedisCommand && e.server_code.as_deref() == Some("NOSCRIPT") =>
       {
@@ -50,6 +64,7 @@ impl LuaScript {
         conn.exec(build("EVAL", self.code)).await
       }
       other => other,
-    }
+    };
+    outcome.map_err(|e| e.context(&format!("script {}", self.name)))
   }
 }

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use napi::bindgen_prelude::{PromiseRaw, This, Unknown};
@@ -30,8 +30,12 @@ use crate::script::{LuaScript, NO_KEYS};
 
 macro_rules! script {
   ($name:ident, $file:literal) => {
-    static $name: LazyLock<LuaScript> =
-      LazyLock::new(|| LuaScript::new(concat!(include_str!("common.lua"), include_str!($file))));
+    static $name: LazyLock<LuaScript> = LazyLock::new(|| {
+      LuaScript::new(
+        concat!(module_path!(), "/", $file),
+        concat!(include_str!("common.lua"), include_str!($file)),
+      )
+    });
   };
 }
 script!(SET, "set.lua");
@@ -87,7 +91,6 @@ struct Stats {
 #[napi]
 pub struct CacheService {
   conn: Connection,
-  stats: Mutex<HashMap<String, Arc<Stats>>>,
 }
 
 /// One namespace of the cache: keys `<namespace>:<key>`, values JSON.
@@ -106,7 +109,6 @@ impl CacheService {
   pub fn new(env: &Env, client: Unknown) -> napi::Result<Self> {
     Ok(CacheService {
       conn: connection_of(env, client, "CacheService")?,
-      stats: Mutex::new(HashMap::new()),
     })
   }
 
@@ -130,13 +132,7 @@ impl CacheService {
       Ok((name, args::option_seconds(&map, "defaultTtl")?))
     })();
     let (name, default_ttl) = parsed.map_err(|e| js_error(env, &e))?;
-    let stats = self
-      .stats
-      .lock()
-      .unwrap_or_else(|e| e.into_inner())
-      .entry(name.clone())
-      .or_default()
-      .clone();
+    let stats = self.conn.shared::<Stats>(&name);
     Ok(CacheNamespace {
       conn: self.conn.clone(),
       name,
@@ -273,7 +269,7 @@ impl CacheNamespace {
       Ok(argv)
     })();
     let conn = self.conn.clone();
-    complete_with(env, parsed, move |argv| async move {
+    complete_with(env, self.conn.traces(), parsed, move |argv| async move {
       SET.run(&conn, NO_KEYS, &argv).await.map(|_| true)
     })
   }
@@ -292,7 +288,7 @@ impl CacheNamespace {
     let parsed = Self::key(&key).map(|k| self.item_key(&k));
     let conn = self.conn.clone();
     let stats = self.stats.clone();
-    complete_with(env, parsed, move |item| async move {
+    complete_with(env, self.conn.traces(), parsed, move |item| async move {
       let mut cmd = redis::cmd("HGETALL");
       cmd.arg(item);
       let Value::Array(pairs) = conn.exec(cmd).await? else {
@@ -314,15 +310,20 @@ impl CacheNamespace {
   pub fn delete<'env>(&self, env: &'env Env, key: Unknown) -> napi::Result<PromiseRaw<'env, bool>> {
     let parsed = Self::key(&key).map(|k| (self.item_key(&k), k, self.index_base()));
     let conn = self.conn.clone();
-    complete_with(env, parsed, move |(item, short, base)| async move {
-      Ok(
-        int(
-          DELETE
-            .run(&conn, &[&item], &[short.as_bytes(), base.as_bytes()])
-            .await?,
-        )? == 1,
-      )
-    })
+    complete_with(
+      env,
+      self.conn.traces(),
+      parsed,
+      move |(item, short, base)| async move {
+        Ok(
+          int(
+            DELETE
+              .run(&conn, &[&item], &[short.as_bytes(), base.as_bytes()])
+              .await?,
+          )? == 1,
+        )
+      },
+    )
   }
 
   /// Whether `key` exists.
@@ -330,11 +331,9 @@ impl CacheNamespace {
   pub fn exists<'env>(&self, env: &'env Env, key: Unknown) -> napi::Result<PromiseRaw<'env, bool>> {
     let parsed = Self::key(&key).map(|k| self.item_key(&k));
     let conn = self.conn.clone();
-    complete_with(
-      env,
-      parsed,
-      move |item| async move { conn.exists(&item).await },
-    )
+    complete_with(env, self.conn.traces(), parsed, move |item| async move {
+      conn.exists(&item).await
+    })
   }
 
   /// Merges `partial` into the object at `key`, atomically on the server (concurrent
@@ -366,12 +365,17 @@ impl CacheNamespace {
       Ok((self.item_key(&key), argv))
     })();
     let conn = self.conn.clone();
-    complete_with(env, parsed, move |(item, argv)| async move {
-      match int(UPDATE.run(&conn, &[&item], &argv).await?)? {
-        -1 => Err(RnError::invalid("update needs an object value at this key")),
-        n => Ok(n == 1),
-      }
-    })
+    complete_with(
+      env,
+      self.conn.traces(),
+      parsed,
+      move |(item, argv)| async move {
+        match int(UPDATE.run(&conn, &[&item], &argv).await?)? {
+          -1 => Err(RnError::invalid("update needs an object value at this key")),
+          n => Ok(n == 1),
+        }
+      },
+    )
   }
 
   /// Seconds left for `key` (fractions), `-1` without expiry, `null` when absent.
@@ -386,7 +390,7 @@ impl CacheNamespace {
   ) -> napi::Result<PromiseRaw<'env, Option<f64>>> {
     let parsed = Self::key(&key).map(|k| self.item_key(&k));
     let conn = self.conn.clone();
-    complete_with(env, parsed, move |item| async move {
+    complete_with(env, self.conn.traces(), parsed, move |item| async move {
       conn.ttl_seconds(&item).await
     })
   }
@@ -411,9 +415,12 @@ impl CacheNamespace {
       ))
     })();
     let conn = self.conn.clone();
-    complete_with(env, parsed, move |(item, argv)| async move {
-      Ok(int(SET_TTL.run(&conn, &[&item], &argv).await?)? == 1)
-    })
+    complete_with(
+      env,
+      self.conn.traces(),
+      parsed,
+      move |(item, argv)| async move { Ok(int(SET_TTL.run(&conn, &[&item], &argv).await?)? == 1) },
+    )
   }
 
   /// The items listed under index `name` = `value`, in key order of the index. Items that
@@ -462,38 +469,43 @@ impl CacheNamespace {
       ))
     })();
     let conn = self.conn.clone();
-    complete_with(env, parsed, move |(index, base)| async move {
-      let flag: &[u8] = if values { b"1" } else { b"0" };
-      let Value::Array(reply) = BY_INDEX
-        .run(&conn, &[&index], &[base.as_bytes(), flag])
-        .await?
-      else {
-        return Err(RnError::internal("unexpected reply"));
-      };
-      let mut out = Vec::new();
-      let mut i = 0;
-      while i < reply.len() {
-        let short = match &reply[i] {
-          Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-          _ => String::new(),
+    complete_with(
+      env,
+      self.conn.traces(),
+      parsed,
+      move |(index, base)| async move {
+        let flag: &[u8] = if values { b"1" } else { b"0" };
+        let Value::Array(reply) = BY_INDEX
+          .run(&conn, &[&index], &[base.as_bytes(), flag])
+          .await?
+        else {
+          return Err(RnError::internal("unexpected reply"));
         };
-        i += 1;
-        if values {
-          let n = match reply.get(i) {
-            Some(Value::Int(n)) => *n as usize,
-            _ => 0,
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < reply.len() {
+          let short = match &reply[i] {
+            Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+            _ => String::new(),
           };
           i += 1;
-          if let Some(JsonText(text)) = item_json(&reply[i..(i + n).min(reply.len())]) {
-            out.push(text);
+          if values {
+            let n = match reply.get(i) {
+              Some(Value::Int(n)) => *n as usize,
+              _ => 0,
+            };
+            i += 1;
+            if let Some(JsonText(text)) = item_json(&reply[i..(i + n).min(reply.len())]) {
+              out.push(text);
+            }
+            i += n;
+          } else {
+            out.push(serde_json::to_string(&short).unwrap_or_default());
           }
-          i += n;
-        } else {
-          out.push(serde_json::to_string(&short).unwrap_or_default());
         }
-      }
-      Ok(JsonText(format!("[{}]", out.join(","))))
-    })
+        Ok(JsonText(format!("[{}]", out.join(","))))
+      },
+    )
   }
 
   /// Adds `amount` (a whole number, default 1) to the number at `key` and returns it; a
@@ -523,9 +535,12 @@ impl CacheNamespace {
       ))
     })();
     let conn = self.conn.clone();
-    complete_with(env, parsed, move |(item, argv)| async move {
-      int(INCREMENT.run(&conn, &[&item], &argv).await?)
-    })
+    complete_with(
+      env,
+      self.conn.traces(),
+      parsed,
+      move |(item, argv)| async move { int(INCREMENT.run(&conn, &[&item], &argv).await?) },
+    )
   }
 
   /// The values at `keys`, in order, `null` for each missing one.
@@ -552,7 +567,7 @@ impl CacheNamespace {
     });
     let conn = self.conn.clone();
     let stats = self.stats.clone();
-    complete_with(env, parsed, move |items| async move {
+    complete_with(env, self.conn.traces(), parsed, move |items| async move {
       if items.is_empty() {
         return Ok(JsonText("[]".into()));
       }
@@ -620,7 +635,7 @@ impl CacheNamespace {
       Ok(argv)
     })();
     let conn = self.conn.clone();
-    complete_with(env, parsed, move |argv| async move {
+    complete_with(env, self.conn.traces(), parsed, move |argv| async move {
       if argv.len() <= 2 {
         return Ok(());
       }
@@ -634,7 +649,7 @@ impl CacheNamespace {
   pub fn clear<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, i64>> {
     let pattern = format!("{}:*", keys::escape_glob(&self.name));
     let conn = self.conn.clone();
-    complete_with(env, Ok(()), move |_| async move {
+    complete_with(env, self.conn.traces(), Ok(()), move |_| async move {
       crate::redis_service::delete_matching(&conn, &pattern).await
     })
   }
@@ -669,10 +684,14 @@ impl CacheNamespace {
     let mut undefined = std::ptr::null_mut();
     unsafe { sys::napi_get_undefined(env.raw(), &mut undefined) };
     let ttl = ttl.map(|t| t.raw()).unwrap_or(undefined);
+    // loads in progress are shared by every handle of this namespace on this client
+    let scope = format!("{:p}", Arc::as_ptr(&self.stats));
+    let scope =
+      unsafe { <&str as napi::bindgen_prelude::ToNapiValue>::to_napi_value(env.raw(), &scope)? };
     let out = js_helper::call(
       env,
       helper,
-      &[this.object.raw(), key.raw(), loader.raw(), ttl],
+      &[this.object.raw(), scope, key.raw(), loader.raw(), ttl],
     )?;
     Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), out) })
   }

@@ -6,6 +6,7 @@
 //! any service or public API changing: services only build `redis::Cmd`s and call
 //! `exec` / `exec_pipeline`.
 
+mod events;
 mod metrics;
 mod standalone;
 
@@ -19,6 +20,7 @@ use crate::error::{RnError, RnResult};
 use crate::keys::{self, KeyTable};
 use crate::options::ClientConfig;
 
+pub use events::{EventKind, Events};
 pub use metrics::{Metrics, Snapshot};
 pub use standalone::Standalone;
 
@@ -52,9 +54,12 @@ impl Backend {
     }
   }
 
-  async fn open_pubsub(&self) -> RnResult<redis::aio::PubSub> {
+  async fn open_subscriber(&self, push: PushSender) -> RnResult<SubscriberConn> {
     match self {
-      Backend::Standalone(s) => s.open_pubsub().await,
+      Backend::Standalone(s) => s
+        .open_subscriber(push)
+        .await
+        .map(SubscriberConn::Standalone),
     }
   }
 
@@ -68,11 +73,23 @@ impl Backend {
 struct Inner {
   backend: Backend,
   prefix: Arc<str>,
+  /// `host:port`, for messages.
+  address: String,
+  traces: bool,
+  command_timeout: std::time::Duration,
+  max_value_bytes: u64,
+  max_in_flight: u64,
   /// Key positions of each command, read from the server (COMMAND) the first time a raw
   /// command needs its keys prefixed.
   key_table: tokio::sync::OnceCell<KeyTable>,
   metrics: Arc<Metrics>,
+  events: Arc<Events>,
+  /// State services share per client and name (a cache namespace's counters, say).
+  registry: std::sync::Mutex<Registry>,
 }
+
+type Registry =
+  std::collections::HashMap<(std::any::TypeId, String), Arc<dyn std::any::Any + Send + Sync>>;
 
 /// A handle on the client's connection, shared by every service built on the client.
 #[derive(Clone)]
@@ -84,14 +101,30 @@ impl Connection {
   /// Connects and verifies the server (PING) within `connect_timeout`.
   pub async fn open(config: ClientConfig) -> RnResult<Connection> {
     let prefix: Arc<str> = Arc::from(config.key_prefix.as_str());
+    let address = config.address();
+    let (traces, command_timeout, max_value_bytes, max_in_flight) = (
+      config.capture_stack_traces,
+      config.command_timeout,
+      config.max_value_bytes,
+      config.max_in_flight,
+    );
     let metrics = Arc::new(Metrics::default());
-    let backend = Backend::Standalone(Standalone::connect(config, metrics.clone()).await?);
+    let events = Arc::new(Events::default());
+    let backend =
+      Backend::Standalone(Standalone::connect(config, metrics.clone(), events.clone()).await?);
     Ok(Connection {
       inner: Arc::new(Inner {
         backend,
         prefix,
+        address,
+        traces,
+        command_timeout,
+        max_value_bytes,
+        max_in_flight,
         key_table: tokio::sync::OnceCell::new(),
         metrics,
+        events,
+        registry: Default::default(),
       }),
     })
   }
@@ -115,9 +148,31 @@ impl Connection {
     keys::prefix_pattern(&self.inner.prefix, pattern)
   }
 
+  /// Whether calls on this client capture the stack of their caller (`captureStackTraces`).
+  pub fn traces(&self) -> bool {
+    self.inner.traces
+  }
+
+  /// Refuses a command with an argument larger than `maxValueBytes`, before it is sent.
+  fn check_size(&self, cmd: &Cmd) -> RnResult<()> {
+    let max = self.inner.max_value_bytes as usize;
+    for arg in cmd.args_iter() {
+      if let redis::Arg::Simple(bytes) = arg {
+        if bytes.len() > max {
+          return Err(RnError::invalid(format!(
+            "a value of {} bytes is larger than maxValueBytes ({max} bytes); nothing was sent",
+            bytes.len()
+          )));
+        }
+      }
+    }
+    Ok(())
+  }
+
   /// Sends one command; a server error reply becomes `ERR_REDIS_COMMAND`.
   pub async fn exec(&self, cmd: Cmd) -> RnResult<Value> {
-    let started = self.started();
+    self.check_size(&cmd)?;
+    let started = self.started()?;
     let result = match self.inner.backend.exec(cmd).await {
       Ok(Value::ServerError(e)) => Err(RnError::from(redis::RedisError::from(e))),
       other => other,
@@ -126,9 +181,19 @@ impl Connection {
     result
   }
 
-  fn started(&self) -> Instant {
-    self.inner.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
-    Instant::now()
+  /// Admits one more call in flight, or refuses it past `maxInFlight`.
+  fn started(&self) -> RnResult<Instant> {
+    let m = &self.inner.metrics;
+    let before = m.in_flight.fetch_add(1, Ordering::Relaxed);
+    if before >= self.inner.max_in_flight as i64 {
+      m.in_flight.fetch_sub(1, Ordering::Relaxed);
+      m.record(1, std::time::Duration::ZERO, true, false);
+      return Err(RnError::connection(format!(
+        "{before} calls are already waiting for Redis at {} (maxInFlight {}): it is not keeping up; nothing was sent",
+        self.inner.address, self.inner.max_in_flight
+      )));
+    }
+    Ok(Instant::now())
   }
 
   fn finished(&self, started: Instant, count: u64, error: Option<&RnError>) {
@@ -168,14 +233,41 @@ impl Connection {
     }
   }
 
-  /// A dedicated subscriber connection (pub/sub takes a connection over).
-  pub async fn open_pubsub(&self) -> RnResult<redis::aio::PubSub> {
-    self.inner.backend.open_pubsub().await
+  /// A dedicated subscriber connection: messages of what it subscribes arrive on `push`
+  /// (as RESP3 pushes; a `Disconnection` push says it was lost).
+  pub async fn open_subscriber(&self, push: PushSender) -> RnResult<Subscriber> {
+    let conn = self.inner.backend.open_subscriber(push).await?;
+    Ok(Subscriber {
+      conn,
+      timeout: self.inner.command_timeout,
+    })
   }
 
   /// The delay before reconnect attempt `attempt` (1-based): the client's backoff, jittered.
   pub fn reconnect_delay(&self, attempt: u32) -> std::time::Duration {
     self.inner.backend.reconnect_delay(attempt)
+  }
+
+  /// The one `T` of this client named `name`, made on first use: state that every
+  /// handle of one thing shares (two `cache.namespace('users')` handles count together).
+  pub fn shared<T: Default + Send + Sync + 'static>(&self, name: &str) -> Arc<T> {
+    let mut registry = self
+      .inner
+      .registry
+      .lock()
+      .unwrap_or_else(|e| e.into_inner());
+    let entry = registry
+      .entry((std::any::TypeId::of::<T>(), name.to_string()))
+      .or_insert_with(|| Arc::new(T::default()));
+    match entry.clone().downcast::<T>() {
+      Ok(t) => t,
+      Err(_) => Arc::new(T::default()), // unreachable: keyed by type
+    }
+  }
+
+  /// The listeners of this client's connection events.
+  pub fn events(&self) -> &Events {
+    &self.inner.events
   }
 
   /// Counters and latency percentiles of this client's commands.
@@ -189,9 +281,23 @@ impl Connection {
     if count == 0 {
       return Ok(Vec::new());
     }
-    let started = self.started();
+    for cmd in pipe.cmd_iter() {
+      self.check_size(cmd)?;
+    }
+    let started = self.started()?;
     let result = self.inner.backend.exec_pipeline(pipe, count).await;
     self.finished(started, count as u64, result.as_ref().err());
+    if let Ok(values) = &result {
+      // the commands the server refused count as errors, each
+      let refused = values
+        .iter()
+        .filter(|v| matches!(v, Value::ServerError(_)))
+        .count();
+      if refused > 0 {
+        let m = &self.inner.metrics;
+        m.errors.fetch_add(refused as u64, Ordering::Relaxed);
+      }
+    }
     result
   }
 
@@ -241,5 +347,49 @@ impl Connection {
       args[p] = k;
     }
     Ok(())
+  }
+}
+
+/// Where a subscriber connection sends its messages.
+pub type PushSender = tokio::sync::mpsc::UnboundedSender<redis::PushInfo>;
+
+/// The connection of a subscriber, whatever the topology.
+enum SubscriberConn {
+  Standalone(redis::aio::MultiplexedConnection),
+}
+
+/// What a subscription listens to.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Topic {
+  Channel,
+  Pattern,
+}
+
+/// A subscriber connection (`Connection::open_subscriber`): subscribes and unsubscribes
+/// channels and patterns; messages arrive on its push channel.
+pub struct Subscriber {
+  conn: SubscriberConn,
+  timeout: std::time::Duration,
+}
+
+impl Subscriber {
+  /// Subscribes (`on`) or unsubscribes `name`, within the command timeout.
+  pub async fn set(&mut self, topic: Topic, name: &str, on: bool) -> RnResult<()> {
+    let SubscriberConn::Standalone(c) = &mut self.conn;
+    let call = async {
+      match (topic, on) {
+        (Topic::Channel, true) => c.subscribe(name).await,
+        (Topic::Channel, false) => c.unsubscribe(name).await,
+        (Topic::Pattern, true) => c.psubscribe(name).await,
+        (Topic::Pattern, false) => c.punsubscribe(name).await,
+      }
+    };
+    match tokio::time::timeout(self.timeout, call).await {
+      Ok(r) => r.map_err(RnError::from),
+      Err(_) => Err(RnError::timeout(format!(
+        "the subscriber connection got no answer within {} ms (commandTimeoutMs)",
+        self.timeout.as_millis()
+      ))),
+    }
   }
 }

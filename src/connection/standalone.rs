@@ -21,6 +21,8 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use crate::error::{is_fatal_for_connection, ErrorCode, NotNow, RnError, RnResult};
 use crate::options::{ClientConfig, ReconnectConfig};
 
+use super::events::{EventKind, Events};
+
 enum State {
   Connected {
     conn: MultiplexedConnection,
@@ -39,12 +41,14 @@ enum State {
 struct Shared {
   config: ClientConfig,
   client: redis::Client,
+  sub_client: redis::Client,
   state: RwLock<State>,
   generation: AtomicU64,
   closed: AtomicBool,
   /// Wakes the background tasks when the client closes.
   shutdown: Notify,
   metrics: Arc<super::Metrics>,
+  events: Arc<Events>,
   /// READONLY answers in a row (each one reconnects, with a growing delay), and when the
   /// last one came (ms since `born`).
   readonly_streak: AtomicU32,
@@ -74,16 +78,24 @@ enum Job {
 }
 
 impl Standalone {
-  pub async fn connect(config: ClientConfig, metrics: Arc<super::Metrics>) -> RnResult<Standalone> {
-    let client = build_client(&config)?;
+  pub async fn connect(
+    config: ClientConfig,
+    metrics: Arc<super::Metrics>,
+    events: Arc<Events>,
+  ) -> RnResult<Standalone> {
+    let client = build_client(&config, redis::ProtocolVersion::RESP2)?;
+    // pub/sub messages come as RESP3 pushes on a connection that still takes commands
+    let sub_client = build_client(&config, redis::ProtocolVersion::RESP3)?;
     let shared = Arc::new(Shared {
       config,
       client,
+      sub_client,
       state: RwLock::new(State::Closed),
       generation: AtomicU64::new(0),
       closed: AtomicBool::new(false),
       shutdown: Notify::new(),
       metrics,
+      events,
       readonly_streak: AtomicU32::new(0),
       last_readonly_ms: AtomicU64::new(0),
       born: Instant::now(),
@@ -129,30 +141,44 @@ impl Standalone {
   }
 
   pub fn close(&self) {
-    self.shared.closed.store(true, Ordering::SeqCst);
+    if self.shared.closed.swap(true, Ordering::SeqCst) {
+      return;
+    }
     *self.shared.state.write().unwrap_or_else(|e| e.into_inner()) = State::Closed;
     self.shared.shutdown.notify_waiters();
+    self
+      .shared
+      .emit(EventKind::End, serde_json::json!({ "reason": "closed" }));
+    self.shared.events.clear();
   }
 
   pub fn is_closed(&self) -> bool {
     self.shared.closed.load(Ordering::SeqCst)
   }
 
-  /// A new dedicated subscriber connection (RESP2 pub/sub), within the connect timeout.
-  pub async fn open_pubsub(&self) -> RnResult<redis::aio::PubSub> {
-    let cfg = &self.shared.config;
-    let what = format!(
-      "cannot open a subscriber connection to Redis at {}",
-      cfg.address()
-    );
-    match tokio::time::timeout(cfg.connect_timeout, self.shared.client.get_async_pubsub()).await {
-      Err(_) => Err(RnError::connection(format!(
-        "{what}: no answer within {} ms (connectTimeoutMs)",
-        cfg.connect_timeout.as_millis()
-      ))),
-      Ok(Err(e)) => Err(scrub(RnError::from(e), cfg).context(&what)),
-      Ok(Ok(p)) => Ok(p),
+  /// A new dedicated subscriber connection (RESP3: messages arrive as pushes on `push`),
+  /// named `<clientName>:sub`, within the connect timeout.
+  pub async fn open_subscriber(
+    &self,
+    push: mpsc::UnboundedSender<redis::PushInfo>,
+  ) -> RnResult<MultiplexedConnection> {
+    if self.is_closed() {
+      return Err(RnError::closed());
     }
+    let name = self
+      .shared
+      .config
+      .client_name
+      .as_ref()
+      .map(|n| format!("{n}:sub"));
+    open_with(
+      &self.shared.config,
+      &self.shared.sub_client,
+      name.as_deref(),
+      Some(push),
+      "cannot open a subscriber connection to Redis at",
+    )
+    .await
   }
 
   /// The delay before reconnect attempt `attempt` (1-based), with jitter.
@@ -221,6 +247,12 @@ impl Shared {
     tokio::spawn(refresh(Arc::downgrade(self), generation, streak));
   }
 
+  /// Tells the client's listeners; `payload` gets the server's `address`.
+  fn emit(&self, kind: EventKind, mut payload: serde_json::Value) {
+    payload["address"] = serde_json::Value::String(self.config.address());
+    self.events.emit(kind, payload);
+  }
+
   /// The error of a command the server kept refusing with "not now" (`last`) until the
   /// command timeout: a connection error (the server is not serving), quoting its answer.
   fn not_accepted(&self, last: &Value) -> RnError {
@@ -271,9 +303,13 @@ impl Shared {
   /// Maps a failed command's error; a broken connection starts a reconnect.
   fn failed(self: &Arc<Self>, generation: u64, err: redis::RedisError) -> RnError {
     let fatal = is_fatal_for_connection(&err);
-    let mapped = scrub(RnError::from(err), &self.config);
+    let mut mapped = scrub(RnError::from(err), &self.config);
     if fatal {
-      lost(self, generation, &mapped.message);
+      mapped = mapped.context(&format!(
+        "the connection to Redis at {} broke",
+        self.config.address()
+      ));
+      lost(self, generation, &mapped);
       if self.closed.load(Ordering::SeqCst) {
         return RnError::closed();
       }
@@ -372,10 +408,11 @@ impl Write {
     match self {
       Write::Commands(pipe, replies) => {
         let count = replies.len();
+        let prefix = shared.config.key_prefix.as_str();
         match send(&shared, conn, generation, &pipe, count, deadline).await {
           Err(err) => {
-            for reply in replies {
-              let _ = reply.send(Err(err.clone()));
+            for (reply, cmd) in replies.into_iter().zip(pipe.cmd_iter()) {
+              let _ = reply.send(Err(labeled(err.clone(), cmd, prefix)));
             }
           }
           Ok(values) => {
@@ -391,7 +428,7 @@ impl Write {
                   });
                 }
                 None => {
-                  let _ = reply.send(Ok(value));
+                  let _ = reply.send(answer(value, cmd, prefix));
                 }
               }
             }
@@ -483,6 +520,7 @@ const RETRY_REPLY_MARGIN: Duration = Duration::from_millis(20);
 /// (then `ERR_REDIS_CONNECTION`). They did not run, so sending them again is safe.
 async fn retry_later(shared: Arc<Shared>, mut waiting: Vec<Retry>, deadline: Instant) {
   let mut delay = RETRY_FIRST_DELAY;
+  let prefix = shared.config.key_prefix.as_str();
   while !waiting.is_empty() {
     let (conn, generation) = match shared
       .wait_to_retry(&mut delay, deadline, &waiting[0].last)
@@ -491,7 +529,7 @@ async fn retry_later(shared: Arc<Shared>, mut waiting: Vec<Retry>, deadline: Ins
       Ok(c) => c,
       Err(e) => {
         for r in waiting {
-          let _ = r.reply.send(Err(e.clone()));
+          let _ = r.reply.send(Err(labeled(e.clone(), &r.cmd, prefix)));
         }
         return;
       }
@@ -508,7 +546,7 @@ async fn retry_later(shared: Arc<Shared>, mut waiting: Vec<Retry>, deadline: Ins
           _ => e,
         };
         for r in waiting {
-          let _ = r.reply.send(Err(e.clone()));
+          let _ = r.reply.send(Err(labeled(e.clone(), &r.cmd, prefix)));
         }
         return;
       }
@@ -522,13 +560,78 @@ async fn retry_later(shared: Arc<Shared>, mut waiting: Vec<Retry>, deadline: Ins
               still.push(r);
             }
             None => {
-              let _ = r.reply.send(Ok(value));
+              let _ = r.reply.send(answer(value, &r.cmd, prefix));
             }
           }
         }
         waiting = still;
       }
     }
+  }
+}
+
+/// A command's reply: a server error becomes the command's error, named after it.
+fn answer(value: Value, cmd: &Cmd, prefix: &str) -> RnResult<Value> {
+  match value {
+    Value::ServerError(e) => Err(labeled(
+      RnError::from(redis::RedisError::from(e)),
+      cmd,
+      prefix,
+    )),
+    other => Ok(other),
+  }
+}
+
+/// `err`, its message starting with what failed: `GET user:1: WRONGTYPE ...`.
+fn labeled(err: RnError, cmd: &Cmd, prefix: &str) -> RnError {
+  match label(cmd, prefix) {
+    Some(what) => err.context(&what),
+    None => err,
+  }
+}
+
+/// How a command is named in messages: its name, then its first key (without the client's
+/// prefix, shortened) for the commands whose first argument is a key that is not a
+/// secret. Scripts (EVALSHA/EVAL) are named by the script runner instead.
+fn label(cmd: &Cmd, prefix: &str) -> Option<String> {
+  let mut args = cmd.args_iter().map(|a| match a {
+    redis::Arg::Simple(b) => b,
+    _ => b"0".as_slice(),
+  });
+  let name = String::from_utf8_lossy(args.next()?).to_ascii_uppercase();
+  let keyed = matches!(
+    name.as_str(),
+    "GET"
+      | "SET"
+      | "DEL"
+      | "UNLINK"
+      | "EXISTS"
+      | "PEXPIRE"
+      | "EXPIRE"
+      | "PTTL"
+      | "TTL"
+      | "INCRBY"
+      | "MGET"
+  );
+  match name.as_str() {
+    "EVALSHA" | "EVAL" => None,
+    _ if keyed => {
+      let Some(first) = args.next() else {
+        return Some(name);
+      };
+      let key = String::from_utf8_lossy(first);
+      let key = crate::keys::strip(prefix, &key);
+      let shown: String = key.chars().take(100).collect();
+      let ellipsis = if shown.len() < key.len() { "…" } else { "" };
+      let more = args.count();
+      match name.as_str() {
+        "DEL" | "UNLINK" | "MGET" if more > 0 => {
+          Some(format!("{name} {shown}{ellipsis} (and {more} more keys)"))
+        }
+        _ => Some(format!("{name} {shown}{ellipsis}")),
+      }
+    }
+    _ => Some(name),
   }
 }
 
@@ -541,7 +644,7 @@ fn not_now(value: &Value) -> Option<NotNow> {
 }
 
 /// Marks connection `generation` as lost (once) and starts reconnecting.
-fn lost(shared: &Arc<Shared>, generation: u64, why: &str) {
+fn lost(shared: &Arc<Shared>, generation: u64, why: &RnError) {
   if shared.closed.load(Ordering::SeqCst) {
     return;
   }
@@ -553,9 +656,13 @@ fn lost(shared: &Arc<Shared>, generation: u64, why: &str) {
     }
     *state = State::Reconnecting {
       attempt: 0,
-      last_error: why.to_string(),
+      last_error: why.message.clone(),
     };
   }
+  shared.emit(
+    EventKind::Error,
+    serde_json::json!({ "error": { "code": why.code.as_str(), "message": why.message } }),
+  );
   tokio::spawn(reconnect(Arc::downgrade(shared)));
 }
 
@@ -603,16 +710,41 @@ async fn reconnect(weak: Weak<Shared>) {
     }
     if let Some(max) = shared.config.reconnect.max_attempts {
       if attempt > max {
-        let mut state = shared.state.write().unwrap_or_else(|e| e.into_inner());
-        if let State::Reconnecting { last_error, .. } = &*state {
-          *state = State::GaveUp {
-            last_error: last_error.clone(),
+        let last = {
+          let mut state = shared.state.write().unwrap_or_else(|e| e.into_inner());
+          let State::Reconnecting { last_error, .. } = &*state else {
+            return;
           };
-        }
+          let last = last_error.clone();
+          *state = State::GaveUp {
+            last_error: last.clone(),
+          };
+          last
+        };
+        shared.emit(
+          EventKind::End,
+          serde_json::json!({
+            "reason": "gave-up",
+            "attempts": max,
+            "error": { "code": ErrorCode::RedisConnection.as_str(), "message": last },
+          }),
+        );
         return;
       }
     }
     let delay = backoff_delay(&shared.config.reconnect, attempt, rand::random::<f64>());
+    let last_error = match &*shared.state.read().unwrap_or_else(|e| e.into_inner()) {
+      State::Reconnecting { last_error, .. } => last_error.clone(),
+      _ => String::new(),
+    };
+    shared.emit(
+      EventKind::Reconnecting,
+      serde_json::json!({
+        "attempt": attempt,
+        "delayMs": delay.as_millis() as u64,
+        "error": { "code": ErrorCode::RedisConnection.as_str(), "message": last_error },
+      }),
+    );
     {
       let shutdown = shared.shutdown.notified();
       tokio::pin!(shutdown);
@@ -634,7 +766,9 @@ async fn reconnect(weak: Weak<Shared>) {
           conn,
           generation: shared.generation.load(Ordering::SeqCst),
         };
+        drop(state);
         shared.metrics.reconnects.fetch_add(1, Ordering::Relaxed);
+        shared.emit(EventKind::Ready, serde_json::json!({ "attempts": attempt }));
         return;
       }
       Err(e) => {
@@ -675,17 +809,33 @@ async fn keep_alive(weak: Weak<Shared>, interval: Duration) {
       Ok(Ok(_)) => {}
       Ok(Err(e)) => {
         if is_fatal_for_connection(&e) {
-          lost(&shared, generation, &e.to_string());
+          lost(
+            &shared,
+            generation,
+            &scrub(RnError::from(e), &shared.config),
+          );
         }
       }
       // A server that does not answer a PING within the command timeout is treated as gone.
-      Err(_) => lost(&shared, generation, "keep-alive PING timed out"),
+      Err(_) => lost(
+        &shared,
+        generation,
+        &RnError::timeout(format!(
+          "the keep-alive PING got no answer within {} ms (commandTimeoutMs)",
+          timeout.as_millis()
+        )),
+      ),
     }
   }
 }
 
-fn build_client(config: &ClientConfig) -> RnResult<redis::Client> {
-  let mut redis_info = redis::RedisConnectionInfo::default().set_db(config.db);
+fn build_client(
+  config: &ClientConfig,
+  protocol: redis::ProtocolVersion,
+) -> RnResult<redis::Client> {
+  let mut redis_info = redis::RedisConnectionInfo::default()
+    .set_db(config.db)
+    .set_protocol(protocol);
   if let Some(u) = &config.username {
     redis_info = redis_info.set_username(u);
   }
@@ -740,11 +890,32 @@ fn build_client(config: &ClientConfig) -> RnResult<redis::Client> {
 /// Opens a new connection: TCP (and TLS), AUTH/SELECT, CLIENT SETNAME, then PING, all
 /// within `connect_timeout`.
 async fn open(shared: &Arc<Shared>) -> RnResult<MultiplexedConnection> {
-  let cfg = &shared.config;
   shared.generation.fetch_add(1, Ordering::SeqCst);
+  let cfg = &shared.config;
+  open_with(
+    cfg,
+    &shared.client,
+    cfg.client_name.as_deref(),
+    None,
+    "cannot connect to Redis at",
+  )
+  .await
+}
+
+/// Opens a connection of `client` named `name`, with pushes (RESP3) sent to `push`.
+async fn open_with(
+  cfg: &ClientConfig,
+  client: &redis::Client,
+  name: Option<&str>,
+  push: Option<mpsc::UnboundedSender<redis::PushInfo>>,
+  what: &str,
+) -> RnResult<MultiplexedConnection> {
   let mut acfg = AsyncConnectionConfig::new()
     .set_connection_timeout(Some(cfg.connect_timeout))
     .set_response_timeout(None);
+  if let Some(push) = push {
+    acfg = acfg.set_push_sender(push);
+  }
   if let Some(servername) = cfg.tls.as_ref().and_then(|t| t.servername.as_ref()) {
     if *servername != cfg.host {
       acfg = acfg.set_dns_resolver(ResolveTo {
@@ -753,11 +924,10 @@ async fn open(shared: &Arc<Shared>) -> RnResult<MultiplexedConnection> {
     }
   }
   let attempt = async {
-    let mut conn = shared
-      .client
+    let mut conn = client
       .get_multiplexed_async_connection_with_config(&acfg)
       .await?;
-    if let Some(name) = &cfg.client_name {
+    if let Some(name) = name {
       redis::cmd("CLIENT")
         .arg("SETNAME")
         .arg(name)
@@ -767,7 +937,7 @@ async fn open(shared: &Arc<Shared>) -> RnResult<MultiplexedConnection> {
     redis::cmd("PING").exec_async(&mut conn).await?;
     Ok::<_, redis::RedisError>(conn)
   };
-  let what = format!("cannot connect to Redis at {}", cfg.address());
+  let what = format!("{what} {}", cfg.address());
   let no_answer = || {
     RnError::connection(format!(
       "{what}: no answer within {} ms (connectTimeoutMs)",
@@ -777,10 +947,25 @@ async fn open(shared: &Arc<Shared>) -> RnResult<MultiplexedConnection> {
   match tokio::time::timeout(cfg.connect_timeout, attempt).await {
     Err(_) => Err(no_answer()),
     Ok(Err(e)) => {
-      let err = scrub(RnError::from(e), cfg);
+      let kind = e.kind();
+      let mut err = scrub(RnError::from(e), cfg);
       if err.code == ErrorCode::RedisTimeout {
         // redis-rs' own connect timer fired first: same meaning, one message.
         return Err(no_answer());
+      }
+      match kind {
+        // redis-rs keeps no detail of a refused AUTH: say what it can mean
+        redis::ErrorKind::AuthenticationFailed => {
+          err.message = format!(
+            "the server refused the {} (a wrong password or user, or a server with no password set: then connect without one)",
+            if cfg.username.is_some() { "username and password" } else { "password" }
+          );
+        }
+        // bytes that are not RESP: something else listens on that port
+        redis::ErrorKind::Parse => {
+          err.message = "it did not answer like a Redis server (is this the port of another service, an HTTP server for example?)".into();
+        }
+        _ => {}
       }
       Err(err.context(&what))
     }

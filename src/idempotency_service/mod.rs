@@ -23,10 +23,9 @@ use crate::error::RnError;
 use crate::json::JsonText;
 use crate::script::{LuaScript, NO_ARGS};
 
-static BEGIN: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(include_str!("begin.lua")));
-static COMPLETE: LazyLock<LuaScript> =
-  LazyLock::new(|| LuaScript::new(include_str!("complete.lua")));
-static ABANDON: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(include_str!("abandon.lua")));
+static BEGIN: LazyLock<LuaScript> = lua_script!("begin.lua");
+static COMPLETE: LazyLock<LuaScript> = lua_script!("complete.lua");
+static ABANDON: LazyLock<LuaScript> = lua_script!("abandon.lua");
 
 const DEFAULT_PROCESSED_TTL: Duration = Duration::from_secs(604_800);
 const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(60);
@@ -118,11 +117,9 @@ impl IdempotencyService {
   ) -> napi::Result<PromiseRaw<'env, bool>> {
     let parsed = args::key(&event_id, "eventId").map(|e| self.processed_key(&e));
     let conn = self.conn.clone();
-    complete_with(
-      env,
-      parsed,
-      move |key| async move { conn.exists(&key).await },
-    )
+    complete_with(env, self.conn.traces(), parsed, move |key| async move {
+      conn.exists(&key).await
+    })
   }
 
   /// Marks `eventId` processed for `ttl` seconds (default 604800, a week). To claim an
@@ -143,11 +140,16 @@ impl IdempotencyService {
       Ok((key, ttl))
     })();
     let conn = self.conn.clone();
-    complete_with(env, parsed, move |(key, ttl)| async move {
-      let mut cmd = redis::cmd("SET");
-      cmd.arg(key).arg("1").arg("PX").arg(ttl.as_millis() as u64);
-      conn.exec(cmd).await.map(|_| ())
-    })
+    complete_with(
+      env,
+      self.conn.traces(),
+      parsed,
+      move |(key, ttl)| async move {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg("1").arg("PX").arg(ttl.as_millis() as u64);
+        conn.exec(cmd).await.map(|_| ())
+      },
+    )
   }
 
   /// Claims `key`: of concurrent callers exactly one gets `{ state: 'started' }` and does
@@ -182,22 +184,27 @@ impl IdempotencyService {
       ))
     })();
     let conn = self.conn.clone();
-    complete_with(env, parsed, move |(record, argv)| async move {
-      let Value::Array(reply) = BEGIN.run(&conn, &[&record], &argv).await? else {
-        return Err(RnError::internal("unexpected reply"));
-      };
-      let text = |v: Option<&Value>| match v {
-        Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
-        _ => String::new(),
-      };
-      let state = text(reply.first());
-      let out = if state == "completed" {
-        serde_json::json!({ "state": state, "result": text(reply.get(1)) })
-      } else {
-        serde_json::json!({ "state": state })
-      };
-      Ok(JsonText(out.to_string()))
-    })
+    complete_with(
+      env,
+      self.conn.traces(),
+      parsed,
+      move |(record, argv)| async move {
+        let Value::Array(reply) = BEGIN.run(&conn, &[&record], &argv).await? else {
+          return Err(RnError::internal("unexpected reply"));
+        };
+        let text = |v: Option<&Value>| match v {
+          Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+          _ => String::new(),
+        };
+        let state = text(reply.first());
+        let out = if state == "completed" {
+          serde_json::json!({ "state": state, "result": text(reply.get(1)) })
+        } else {
+          serde_json::json!({ "state": state })
+        };
+        Ok(JsonText(out.to_string()))
+      },
+    )
   }
 
   /// Stores `result` for `key` (kept `ttl` seconds, default the `resultTtl` of `begin`):
@@ -222,9 +229,12 @@ impl IdempotencyService {
       Ok((record, [result, ttl, args::millis(self.result_ttl)]))
     })();
     let conn = self.conn.clone();
-    complete_with(env, parsed, move |(record, argv)| async move {
-      COMPLETE.run(&conn, &[&record], &argv).await.map(|_| ())
-    })
+    complete_with(
+      env,
+      self.conn.traces(),
+      parsed,
+      move |(record, argv)| async move { COMPLETE.run(&conn, &[&record], &argv).await.map(|_| ()) },
+    )
   }
 
   /// Releases `key` after a failure so a retry can start (a completed result is kept).
@@ -232,7 +242,7 @@ impl IdempotencyService {
   pub fn abandon<'env>(&self, env: &'env Env, key: Unknown) -> napi::Result<PromiseRaw<'env, ()>> {
     let parsed = args::key(&key, "key").map(|k| self.record_key(&k));
     let conn = self.conn.clone();
-    complete_with(env, parsed, move |record| async move {
+    complete_with(env, self.conn.traces(), parsed, move |record| async move {
       ABANDON.run(&conn, &[&record], NO_ARGS).await.map(|_| ())
     })
   }

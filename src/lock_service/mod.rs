@@ -14,16 +14,16 @@ use redis::Value;
 
 use crate::args;
 use crate::client::connection_of;
-use crate::completion::{complete, complete_with};
+use crate::completion::complete_with;
 use crate::connection::Connection;
 use crate::error::{RnError, RnResult};
 use crate::js_helper;
 use crate::reply::int;
 use crate::script::LuaScript;
 
-static ACQUIRE: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(include_str!("acquire.lua")));
-static RELEASE: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(include_str!("release.lua")));
-static EXTEND: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(include_str!("extend.lua")));
+static ACQUIRE: LazyLock<LuaScript> = lua_script!("acquire.lua");
+static RELEASE: LazyLock<LuaScript> = lua_script!("release.lua");
+static EXTEND: LazyLock<LuaScript> = lua_script!("extend.lua");
 
 /// Options of `acquire` and `withLock`.
 #[allow(dead_code)] // read from JS as JSON; this struct declares its TypeScript type
@@ -71,7 +71,7 @@ impl Lock {
   #[napi(ts_return_type = "Promise<boolean>")]
   pub fn release<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, bool>> {
     let (conn, key, token) = (self.conn.clone(), self.key.clone(), self.token.clone());
-    complete(env, async move {
+    complete_with(env, self.conn.traces(), Ok(()), |_| async move {
       Ok(int(RELEASE.run(&conn, &[&key], &[token.as_bytes()]).await?)? == 1)
     })
   }
@@ -86,7 +86,7 @@ impl Lock {
   ) -> napi::Result<PromiseRaw<'env, bool>> {
     let parsed = ttl_millis(&ttl_ms);
     let (conn, key, token) = (self.conn.clone(), self.key.clone(), self.token.clone());
-    complete_with(env, parsed, move |ms| async move {
+    complete_with(env, self.conn.traces(), parsed, move |ms| async move {
       let ms = ms.to_string();
       let reply = EXTEND
         .run(&conn, &[&key], &[token.as_bytes(), ms.as_bytes()])
@@ -159,7 +159,7 @@ impl LockService {
     parsed: RnResult<Attempt>,
   ) -> napi::Result<PromiseRaw<'env, Option<Lock>>> {
     let conn = self.conn.clone();
-    complete_with(env, parsed, move |a| async move {
+    complete_with(env, self.conn.traces(), parsed, move |a| async move {
       let key = conn.key(&format!("lock:{}", a.resource));
       let fence = conn.key(&format!("lock-fence:{}", a.resource));
       let token = uuid::Uuid::new_v4().to_string();

@@ -11,19 +11,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use napi::bindgen_prelude::{Function, PromiseRaw, Unknown};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{sys, Env, JsValue, Status, ValueType};
 use napi_derive::napi;
-use redis::aio::{PubSubSink, PubSubStream};
-use redis::Value;
+use redis::{PushInfo, PushKind, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::args;
 use crate::client::connection_of;
-use crate::completion::{complete, complete_with, reject};
-use crate::connection::Connection;
+use crate::completion::{complete_with, reject};
+use crate::connection::{Connection, Subscriber, Topic};
 use crate::error::{RnError, RnResult};
 use crate::js_helper;
 use crate::json;
@@ -100,7 +98,7 @@ impl Subscription {
   pub fn unsubscribe<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, ()>> {
     let (reply, answer) = oneshot::channel();
     let sent = self.hub.send(Control::Unsubscribe { id: self.id, reply });
-    complete(env, async move {
+    complete_with(env, false, Ok(()), |_| async move {
       if sent.is_err() {
         return Ok(()); // the hub is gone: nothing is subscribed any more
       }
@@ -213,6 +211,7 @@ impl PubSubService {
   ) -> napi::Result<PromiseRaw<'env, Subscription>> {
     let parsed = target.and_then(|t| Ok((t, handler_of(env, &handler, options.as_ref())?)));
     let (target, handler) = match parsed {
+      Ok(_) if self.conn.is_closed() => return reject(env, RnError::closed()),
       Ok(p) => p,
       Err(e) => return reject(env, e),
     };
@@ -225,7 +224,7 @@ impl PubSubService {
       handler,
       reply,
     });
-    complete(env, async move {
+    complete_with(env, self.conn.traces(), Ok(()), |_| async move {
       sent.map_err(|_| RnError::closed())?;
       answer.await.unwrap_or_else(|_| Err(RnError::closed()))?;
       Ok(Subscription { id, target, hub })
@@ -267,14 +266,19 @@ impl PubSubService {
       Ok((channel, text))
     })();
     let conn = self.conn.clone();
-    complete_with(env, parsed, move |(channel, text)| async move {
-      let mut cmd = redis::cmd("PUBLISH");
-      cmd.arg(channel).arg(text);
-      match conn.exec(cmd).await? {
-        Value::Int(n) => Ok(n),
-        other => Err(RnError::internal(format!("unexpected reply {other:?}"))),
-      }
-    })
+    complete_with(
+      env,
+      self.conn.traces(),
+      parsed,
+      move |(channel, text)| async move {
+        let mut cmd = redis::cmd("PUBLISH");
+        cmd.arg(channel).arg(text);
+        match conn.exec(cmd).await? {
+          Value::Int(n) => Ok(n),
+          other => Err(RnError::internal(format!("unexpected reply {other:?}"))),
+        }
+      },
+    )
   }
 
   /// Calls `handler(message, channel)` for every message on `channel`, until
@@ -315,37 +319,56 @@ impl PubSubService {
   }
 }
 
-async fn server_subscribe(sink: &mut PubSubSink, target: &Target) -> RnResult<()> {
-  match target {
-    Target::Channel(c) => sink.subscribe(c).await,
-    Target::Pattern(p) => sink.psubscribe(p).await,
+impl Target {
+  fn topic(&self) -> (Topic, &str) {
+    match self {
+      Target::Channel(c) => (Topic::Channel, c),
+      Target::Pattern(p) => (Topic::Pattern, p),
+    }
   }
-  .map_err(RnError::from)
 }
 
-async fn server_unsubscribe(sink: &mut PubSubSink, target: &Target) -> RnResult<()> {
-  match target {
-    Target::Channel(c) => sink.unsubscribe(c).await,
-    Target::Pattern(p) => sink.punsubscribe(p).await,
-  }
-  .map_err(RnError::from)
-}
-
-/// Opens the subscriber connection and subscribes every target; `None` on failure.
-async fn connect(conn: &Connection, targets: Vec<Target>) -> RnResult<(PubSubSink, PubSubStream)> {
-  let (mut sink, stream) = conn.open_pubsub().await?.split();
+/// Opens the subscriber connection and subscribes every target.
+async fn connect(
+  conn: &Connection,
+  targets: Vec<Target>,
+) -> RnResult<(Subscriber, mpsc::UnboundedReceiver<PushInfo>)> {
+  let (push, messages) = mpsc::unbounded_channel();
+  let mut subscriber = conn.open_subscriber(push).await?;
   for t in &targets {
-    server_subscribe(&mut sink, t).await?;
+    let (topic, name) = t.topic();
+    subscriber.set(topic, name, true).await?;
   }
-  Ok((sink, stream))
+  Ok((subscriber, messages))
+}
+
+/// A message push: the target it was sent for, its channel and its payload.
+fn message_of(push: &PushInfo) -> Option<(Target, String, String)> {
+  let text = |v: &Value| match v {
+    Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+    Value::SimpleString(s) => Some(s.clone()),
+    _ => None,
+  };
+  match (&push.kind, push.data.as_slice()) {
+    (PushKind::Message, [channel, payload]) => {
+      let channel = text(channel)?;
+      Some((Target::Channel(channel.clone()), channel, text(payload)?))
+    }
+    (PushKind::PMessage, [pattern, channel, payload]) => Some((
+      Target::Pattern(text(pattern)?),
+      text(channel)?,
+      text(payload)?,
+    )),
+    _ => None,
+  }
 }
 
 /// The subscriber connection's task: subscriptions in, messages out to the handlers.
 async fn run_hub(conn: Connection, mut control: mpsc::UnboundedReceiver<Control>) {
   let mut subs: HashMap<Target, HashMap<u64, Handler>> = HashMap::new();
   let mut ids: HashMap<u64, Target> = HashMap::new();
-  let mut sink: Option<PubSubSink> = None;
-  let mut stream: Option<PubSubStream> = None;
+  let mut sink: Option<Subscriber> = None;
+  let mut stream: Option<mpsc::UnboundedReceiver<PushInfo>> = None;
   let mut attempt: u32 = 0;
   let mut retry_at: Option<tokio::time::Instant> = None;
   loop {
@@ -372,27 +395,30 @@ async fn run_hub(conn: Connection, mut control: mpsc::UnboundedReceiver<Control>
     }
     let wake = retry_at.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_millis(200));
     tokio::select! {
-      message = async {
+      push = async {
         match stream.as_mut() {
-          Some(s) => s.next().await,
+          Some(s) => s.recv().await,
           None => std::future::pending().await,
         }
       } => {
-        let Some(msg) = message else {
+        let lost = match &push {
+          None => true,
+          Some(p) => p.kind == PushKind::Disconnection,
+        };
+        if lost {
           // the subscriber connection is gone
           sink = None;
           stream = None;
           continue;
-        };
-        let channel = msg.get_channel_name().to_string();
-        let (target, pattern) = if msg.from_pattern() {
-          let p: String = msg.get_pattern().unwrap_or_default();
-          (Target::Pattern(p.clone()), p)
-        } else {
-          (Target::Channel(channel.clone()), String::new())
+        }
+        let Some((target, channel, payload)) = push.as_ref().and_then(message_of) else {
+          continue; // subscribe confirmations and the like
         };
         if let Some(handlers) = subs.get(&target) {
-          let payload = String::from_utf8_lossy(msg.get_payload_bytes()).into_owned();
+          let pattern = match &target {
+            Target::Pattern(p) => p.clone(),
+            Target::Channel(_) => String::new(),
+          };
           for handler in handlers.values() {
             handler.call(
               vec![payload.clone(), channel.clone(), pattern.clone()],
@@ -413,7 +439,8 @@ async fn run_hub(conn: Connection, mut control: mpsc::UnboundedReceiver<Control>
               }
               if !subs.contains_key(&target) {
                 if let Some(s) = sink.as_mut() {
-                  server_subscribe(s, &target).await?;
+                  let (topic, name) = target.topic();
+                  s.set(topic, name, true).await?;
                 }
               }
               Ok(())
@@ -435,7 +462,8 @@ async fn run_hub(conn: Connection, mut control: mpsc::UnboundedReceiver<Control>
               if now_empty {
                 subs.remove(&target);
                 if let Some(s) = sink.as_mut() {
-                  result = server_unsubscribe(s, &target).await;
+                  let (topic, name) = target.topic();
+                  result = s.set(topic, name, false).await;
                 }
               }
             }

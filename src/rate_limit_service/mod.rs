@@ -2,7 +2,7 @@
 //! script on the Redis server's clock, so app instances with skewed clocks agree and N
 //! concurrent requests against a limit L let exactly L through.
 //!
-//! Keys (after the client's prefix): `rate_limit:<key>` (fixed window: the seed's key),
+//! Keys (after the client's prefix): `rate_limit:<key>` (fixed window, shared with `checkRateLimit`),
 //! `rate_limit:<key>:sliding`, `rate_limit:<key>:bucket`. Each expires on its own once
 //! the key stops receiving traffic.
 
@@ -22,9 +22,9 @@ use crate::error::{ErrorCode, RnError, RnResult};
 use crate::json::JsonText;
 use crate::script::LuaScript;
 
-static FIXED: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(include_str!("fixed.lua")));
-static SLIDING: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(include_str!("sliding.lua")));
-static BUCKET: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(include_str!("bucket.lua")));
+static FIXED: LazyLock<LuaScript> = lua_script!("fixed.lua");
+static SLIDING: LazyLock<LuaScript> = lua_script!("sliding.lua");
+static BUCKET: LazyLock<LuaScript> = lua_script!("bucket.lua");
 
 /// Options of `new RateLimitService(client, options)` (`rateLimit` in
 /// `RedisModule.forRoot`).
@@ -71,6 +71,32 @@ pub struct RateLimitResult {
   pub retry_after_ms: f64,
   /// Set only when Redis could not be reached and the outage policy decided.
   pub redis_error: Option<RateLimitRedisError>,
+}
+
+/// One limit of `consumeAll`: the key it counts under, and its options.
+#[allow(dead_code)] // read from JS as JSON; this struct declares its TypeScript type
+#[napi(object)]
+pub struct RateLimitCheck {
+  /// Who is limited under this limit (a user id, an IP, an API key).
+  pub key: String,
+  pub limit: u32,
+  pub window_seconds: f64,
+  #[napi(ts_type = "'fixed-window' | 'sliding-window' | 'token-bucket'")]
+  pub algorithm: Option<String>,
+  pub cost: Option<u32>,
+  #[napi(ts_type = "'fail-closed' | 'fail-open'")]
+  pub on_redis_error: Option<String>,
+}
+
+/// The outcome of `consumeAll`.
+#[allow(dead_code)] // built as JSON; this struct declares its TypeScript type
+#[napi(object)]
+pub struct RateLimitAllResult {
+  /// Whether every limit allowed the request (then it counts under each).
+  pub allowed: bool,
+  /// Each limit's own result, in the order given. When the request was refused, the
+  /// limits that allowed it were refunded, and their `remaining` says so.
+  pub results: Vec<RateLimitResult>,
 }
 
 /// Why a result was decided by the outage policy instead of Redis.
@@ -147,14 +173,6 @@ fn whole(
   }
 }
 
-fn number(v: &Value) -> f64 {
-  match v {
-    Value::Int(i) => *i as f64,
-    Value::BulkString(b) => String::from_utf8_lossy(b).parse().unwrap_or(0.0),
-    _ => 0.0,
-  }
-}
-
 fn now_ms() -> f64 {
   std::time::SystemTime::now()
     .duration_since(std::time::UNIX_EPOCH)
@@ -167,29 +185,51 @@ fn is_outage(e: &RnError) -> bool {
   matches!(e.code, ErrorCode::RedisConnection | ErrorCode::RedisTimeout)
 }
 
+const OPTION_NAMES: [&str; 5] = [
+  "limit",
+  "windowSeconds",
+  "algorithm",
+  "cost",
+  "onRedisError",
+];
+
 impl RateLimitService {
   fn request(&self, key: &Unknown, options: Option<&Unknown>) -> RnResult<Request> {
     let key = args::key(key, "key")?;
-    let map = args::options_object(
-      options,
-      "rate limit options",
-      &[
-        "limit",
-        "windowSeconds",
-        "algorithm",
-        "cost",
-        "onRedisError",
-      ],
-    )?;
+    let map = args::options_object(options, "rate limit options", &OPTION_NAMES)?;
     if options.is_none() || map.is_empty() {
       return Err(RnError::invalid(
         "rate limit options `{ limit, windowSeconds }` are required",
       ));
     }
-    let limit = whole(&map, "limit", None)?;
-    let window = args::option_seconds(&map, "windowSeconds")?
+    self.request_from(key, &map)
+  }
+
+  /// One limit of `consumeAll`: `{ key, limit, windowSeconds, ... }`.
+  fn check(&self, item: &Unknown, what: &str) -> RnResult<Request> {
+    let mut known = vec!["key"];
+    known.extend(OPTION_NAMES);
+    let map = args::options_object(Some(item), what, &known)?;
+    let key = match map.get("key") {
+      Some(serde_json::Value::String(k)) if !k.is_empty() => k.clone(),
+      _ => {
+        return Err(RnError::invalid(format!(
+          "{what}.key must be a non-empty string"
+        )))
+      }
+    };
+    self.request_from(key, &map)
+  }
+
+  fn request_from(
+    &self,
+    key: String,
+    map: &serde_json::Map<String, serde_json::Value>,
+  ) -> RnResult<Request> {
+    let limit = whole(map, "limit", None)?;
+    let window = args::option_seconds(map, "windowSeconds")?
       .ok_or_else(|| RnError::invalid("option `windowSeconds` is required (seconds > 0)"))?;
-    let cost = whole(&map, "cost", Some(1))?;
+    let cost = whole(map, "cost", Some(1))?;
     if cost > limit {
       return Err(RnError::invalid(format!(
         "cost ({cost}) is larger than limit ({limit}): such a request could never be allowed"
@@ -229,49 +269,139 @@ impl RateLimitService {
     }
   }
 
+  fn script(algorithm: Algorithm) -> &'static LuaScript {
+    match algorithm {
+      Algorithm::Fixed => &FIXED,
+      Algorithm::Sliding => &SLIDING,
+      Algorithm::Bucket => &BUCKET,
+    }
+  }
+
   /// Runs the algorithm's script; an outage is decided by the policy.
-  async fn run(conn: Connection, req: Request, consume: bool) -> RnResult<serde_json::Value> {
-    let script = match req.algorithm {
-      Algorithm::Fixed => &*FIXED,
-      Algorithm::Sliding => &*SLIDING,
-      Algorithm::Bucket => &*BUCKET,
-    };
-    let key = Self::key_of(&conn, &req.key, req.algorithm);
+  async fn decide(conn: &Connection, req: &Request, mode: Mode) -> RnResult<Decision> {
+    let key = Self::key_of(conn, &req.key, req.algorithm);
     let argv = [
       req.limit.to_string(),
       req.window.as_millis().to_string(),
       req.cost.to_string(),
-      if consume { "1".into() } else { "0".into() },
+      mode.arg().to_string(),
     ];
-    match script.run(&conn, &[&key], &argv).await {
-      Ok(Value::Array(r)) if r.len() == 4 => {
-        // The server decided (on its clock); the times are handed back relative to now on
-        // this machine's clock, which is what the caller will wait on.
-        let now = now_ms();
-        Ok(serde_json::json!({
-          "allowed": number(&r[0]) == 1.0,
-          "limit": req.limit,
-          "remaining": number(&r[1]).max(0.0),
-          "resetAt": now + number(&r[2]).max(0.0),
-          "retryAfterMs": number(&r[3]).max(0.0),
-        }))
-      }
-      Ok(other) => Err(RnError::internal(format!("unexpected reply {other:?}"))),
+    match Self::script(req.algorithm).run(conn, &[&key], &argv).await {
+      Ok(reply) => Decision::from_reply(reply),
       Err(e) if is_outage(&e) => {
-        let now = now_ms();
         let open = req.policy == Policy::FailOpen;
         let window = req.window.as_millis() as f64;
-        Ok(serde_json::json!({
-          "allowed": open,
-          "limit": req.limit,
-          "remaining": if open { req.limit } else { 0 },
-          "resetAt": now + window,
-          "retryAfterMs": if open { 0.0 } else { window },
-          "redisError": { "code": e.code.as_str(), "message": e.message, "policy": req.policy.name() },
-        }))
+        Ok(Decision {
+          allowed: open,
+          remaining: if open { req.limit as f64 } else { 0.0 },
+          reset_ms: window,
+          retry_ms: if open { 0.0 } else { window },
+          undo: None,
+          redis_error: Some(serde_json::json!({
+            "code": e.code.as_str(), "message": e.message, "policy": req.policy.name(),
+          })),
+        })
       }
       Err(e) => Err(e),
     }
+  }
+
+  /// Takes back a request `decide` counted (`undo` from its decision).
+  async fn refund(conn: &Connection, req: &Request, undo: &str) -> RnResult<()> {
+    let key = Self::key_of(conn, &req.key, req.algorithm);
+    let argv = [
+      req.limit.to_string(),
+      req.window.as_millis().to_string(),
+      req.cost.to_string(),
+      Mode::Refund.arg().to_string(),
+      undo.to_string(),
+    ];
+    Self::script(req.algorithm)
+      .run(conn, &[&key], &argv)
+      .await
+      .map(|_| ())
+  }
+
+  async fn run(conn: Connection, req: Request, mode: Mode) -> RnResult<serde_json::Value> {
+    Ok(Self::decide(&conn, &req, mode).await?.to_json(&req))
+  }
+}
+
+#[derive(Clone, Copy)]
+enum Mode {
+  Status,
+  Consume,
+  Refund,
+}
+
+impl Mode {
+  fn arg(self) -> &'static str {
+    match self {
+      Mode::Status => "0",
+      Mode::Consume => "1",
+      Mode::Refund => "2",
+    }
+  }
+}
+
+/// What a script decided: times in ms from now.
+struct Decision {
+  allowed: bool,
+  remaining: f64,
+  reset_ms: f64,
+  retry_ms: f64,
+  /// How to refund this consume (empty when there is nothing to name).
+  undo: Option<String>,
+  redis_error: Option<serde_json::Value>,
+}
+
+impl Decision {
+  /// `{ allowed, remaining, reset, retry, undo }`, as every algorithm's script returns it.
+  fn from_reply(reply: Value) -> RnResult<Decision> {
+    let unexpected = |v: &Value| {
+      RnError::internal(format!(
+        "unexpected reply from the rate limit script: {v:?}"
+      ))
+    };
+    let Value::Array(items) = &reply else {
+      return Err(unexpected(&reply));
+    };
+    let int = |i: usize| match items.get(i) {
+      Some(Value::Int(n)) => Ok(*n as f64),
+      _ => Err(unexpected(&reply)),
+    };
+    let undo = match items.get(4) {
+      Some(Value::BulkString(b)) if !b.is_empty() => Some(String::from_utf8_lossy(b).into_owned()),
+      Some(Value::BulkString(_)) => None,
+      _ => return Err(unexpected(&reply)),
+    };
+    if items.len() != 5 {
+      return Err(unexpected(&reply));
+    }
+    Ok(Decision {
+      allowed: int(0)? == 1.0,
+      remaining: int(1)?.max(0.0),
+      reset_ms: int(2)?.max(0.0),
+      retry_ms: int(3)?.max(0.0),
+      undo,
+      redis_error: None,
+    })
+  }
+
+  /// The `RateLimitResult` of this decision. The server decided (on its clock); times are
+  /// handed back relative to now on this machine's clock, which is what the caller waits on.
+  fn to_json(&self, req: &Request) -> serde_json::Value {
+    let mut out = serde_json::json!({
+      "allowed": self.allowed,
+      "limit": req.limit,
+      "remaining": self.remaining,
+      "resetAt": now_ms() + self.reset_ms,
+      "retryAfterMs": self.retry_ms,
+    });
+    if let Some(e) = &self.redis_error {
+      out["redisError"] = e.clone();
+    }
+    out
   }
 }
 
@@ -295,7 +425,7 @@ impl RateLimitService {
     Ok(RateLimitService { conn, policy })
   }
 
-  /// The seed's check: `true` when `identifier` may make one more request in the current
+  /// The classic fixed-window check: `true` when `identifier` may make one more request in the current
   /// fixed window of `windowSeconds` (key `rate_limit:<identifier>`), counting it.
   /// Atomic. An outage follows the service's `onRedisError`.
   #[napi(
@@ -326,8 +456,8 @@ impl RateLimitService {
       })
     })();
     let conn = self.conn.clone();
-    complete_with(env, parsed, move |req| async move {
-      let result = Self::run(conn, req, true).await?;
+    complete_with(env, self.conn.traces(), parsed, move |req| async move {
+      let result = Self::run(conn, req, Mode::Consume).await?;
       Ok(result["allowed"].as_bool().unwrap_or(false))
     })
   }
@@ -346,8 +476,68 @@ impl RateLimitService {
   ) -> napi::Result<PromiseRaw<'env, JsonText>> {
     let parsed = self.request(&key, options.as_ref());
     let conn = self.conn.clone();
-    complete_with(env, parsed, move |req| async move {
-      Ok(JsonText(Self::run(conn, req, true).await?.to_string()))
+    complete_with(env, self.conn.traces(), parsed, move |req| async move {
+      Ok(JsonText(
+        Self::run(conn, req, Mode::Consume).await?.to_string(),
+      ))
+    })
+  }
+
+  /// Counts one request against several limits together (the limits of a route, say):
+  /// it is allowed only when every limit allows it, and when any refuses, the ones that
+  /// counted it are refunded, so a refused request uses up none of them. Each limit is
+  /// still decided atomically on the server; between the count and the refund (one round
+  /// trip) a concurrent request may see the refused one counted, never the other way.
+  #[napi(
+    ts_args_type = "limits: RateLimitCheck[]",
+    ts_return_type = "Promise<RateLimitAllResult>"
+  )]
+  pub fn consume_all<'env>(
+    &self,
+    env: &'env Env,
+    limits: Unknown,
+  ) -> napi::Result<PromiseRaw<'env, JsonText>> {
+    let parsed = args::array(&limits, "limits").and_then(|items| {
+      if items.is_empty() {
+        return Err(RnError::invalid("limits must name at least one limit"));
+      }
+      items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| self.check(item, &format!("limits[{i}]")))
+        .collect::<RnResult<Vec<_>>>()
+    });
+    let conn = self.conn.clone();
+    complete_with(env, self.conn.traces(), parsed, move |reqs| async move {
+      let mut decisions = futures_util::future::try_join_all(
+        reqs.iter().map(|r| Self::decide(&conn, r, Mode::Consume)),
+      )
+      .await?;
+      let allowed = decisions.iter().all(|d| d.allowed);
+      if !allowed {
+        // the limits that counted this request (by Redis, not by an outage policy)
+        let counted: Vec<usize> = (0..reqs.len())
+          .filter(|&i| decisions[i].allowed && decisions[i].redis_error.is_none())
+          .collect();
+        futures_util::future::try_join_all(
+          counted
+            .iter()
+            .map(|&i| Self::refund(&conn, &reqs[i], decisions[i].undo.as_deref().unwrap_or(""))),
+        )
+        .await?;
+        for i in counted {
+          let d = &mut decisions[i];
+          d.remaining = (d.remaining + reqs[i].cost as f64).min(reqs[i].limit as f64);
+        }
+      }
+      let results: Vec<_> = reqs
+        .iter()
+        .zip(&decisions)
+        .map(|(r, d)| d.to_json(r))
+        .collect();
+      Ok(JsonText(
+        serde_json::json!({ "allowed": allowed, "results": results }).to_string(),
+      ))
     })
   }
 
@@ -364,8 +554,10 @@ impl RateLimitService {
   ) -> napi::Result<PromiseRaw<'env, JsonText>> {
     let parsed = self.request(&key, options.as_ref());
     let conn = self.conn.clone();
-    complete_with(env, parsed, move |req| async move {
-      Ok(JsonText(Self::run(conn, req, false).await?.to_string()))
+    complete_with(env, self.conn.traces(), parsed, move |req| async move {
+      Ok(JsonText(
+        Self::run(conn, req, Mode::Status).await?.to_string(),
+      ))
     })
   }
 
@@ -374,12 +566,68 @@ impl RateLimitService {
   pub fn reset<'env>(&self, env: &'env Env, key: Unknown) -> napi::Result<PromiseRaw<'env, ()>> {
     let parsed = args::key(&key, "key");
     let conn = self.conn.clone();
-    complete_with(env, parsed, move |key| async move {
+    complete_with(env, self.conn.traces(), parsed, move |key| async move {
       let mut cmd = redis::cmd("DEL");
       for a in [Algorithm::Fixed, Algorithm::Sliding, Algorithm::Bucket] {
         cmd.arg(Self::key_of(&conn, &key, a));
       }
       conn.exec(cmd).await.map(|_| ())
     })
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  fn reply(items: Vec<Value>) -> Value {
+    Value::Array(items)
+  }
+
+  #[test]
+  fn a_script_reply_is_read_field_by_field() {
+    let d = Decision::from_reply(reply(vec![
+      Value::Int(1),
+      Value::Int(4),
+      Value::Int(60000),
+      Value::Int(0),
+      Value::BulkString(b"1700000000000000-1".to_vec()),
+    ]))
+    .expect("a valid reply");
+    assert!(d.allowed);
+    assert_eq!(d.remaining, 4.0);
+    assert_eq!(d.reset_ms, 60000.0);
+    assert_eq!(d.undo.as_deref(), Some("1700000000000000-1"));
+  }
+
+  #[test]
+  fn an_unexpected_reply_is_an_error_never_a_refusal() {
+    for bad in [
+      Value::Nil,
+      Value::Int(0),
+      reply(vec![
+        Value::Int(1),
+        Value::Int(4),
+        Value::Int(1),
+        Value::Int(0),
+      ]),
+      reply(vec![
+        Value::BulkString(b"1".to_vec()),
+        Value::Int(4),
+        Value::Int(1),
+        Value::Int(0),
+        Value::BulkString(vec![]),
+      ]),
+      reply(vec![
+        Value::Int(1),
+        Value::Int(4),
+        Value::Int(1),
+        Value::Int(0),
+        Value::Int(0),
+      ]),
+    ] {
+      let e = Decision::from_reply(bad.clone()).err().expect("refused");
+      assert_eq!(e.code, ErrorCode::Internal, "{bad:?}");
+    }
   }
 }

@@ -19,10 +19,8 @@ use crate::json;
 use crate::reply::{int, Reply};
 use crate::script::LuaScript;
 
-static INCR_WITH_TTL: LazyLock<LuaScript> =
-  LazyLock::new(|| LuaScript::new(include_str!("incr.lua")));
-static MSET_WITH_TTL: LazyLock<LuaScript> =
-  LazyLock::new(|| LuaScript::new(include_str!("mset_ttl.lua")));
+static INCR_WITH_TTL: LazyLock<LuaScript> = lua_script!("incr.lua");
+static MSET_WITH_TTL: LazyLock<LuaScript> = lua_script!("mset_ttl.lua");
 
 /// Keys per SCAN step and per UNLINK batch.
 const SCAN_COUNT: usize = 1000;
@@ -203,11 +201,16 @@ impl RedisService {
     key: Unknown,
   ) -> napi::Result<PromiseRaw<'env, Option<String>>> {
     let conn = self.conn.clone();
-    complete_with(env, args::key(&key, "key"), move |key| async move {
-      let mut cmd = redis::cmd("GET");
-      cmd.arg(conn.key(&key));
-      text_or_null(conn.exec(cmd).await?, &key)
-    })
+    complete_with(
+      env,
+      self.conn.traces(),
+      args::key(&key, "key"),
+      move |key| async move {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(conn.key(&key));
+        text_or_null(conn.exec(cmd).await?, &key)
+      },
+    )
   }
 
   /// Stores `value` at `key`, expiring after `ttl` seconds (fractions allowed) when given.
@@ -230,12 +233,17 @@ impl RedisService {
         args::ttl(ttl.as_ref(), "ttl")?,
       ))
     })();
-    complete_with(env, parsed, move |(key, value, ttl)| async move {
-      conn
-        .exec(set_cmd(&conn, &key, value, false, ttl))
-        .await
-        .map(|_| ())
-    })
+    complete_with(
+      env,
+      self.conn.traces(),
+      parsed,
+      move |(key, value, ttl)| async move {
+        conn
+          .exec(set_cmd(&conn, &key, value, false, ttl))
+          .await
+          .map(|_| ())
+      },
+    )
   }
 
   /// Deletes one key or several; resolves to how many existed.
@@ -255,7 +263,7 @@ impl RedisService {
     } else {
       args::key(&key, "key").map(|k| vec![k])
     };
-    complete_with(env, parsed, move |keys| async move {
+    complete_with(env, self.conn.traces(), parsed, move |keys| async move {
       if keys.is_empty() {
         return Ok(0);
       }
@@ -271,9 +279,12 @@ impl RedisService {
   #[napi(ts_args_type = "key: string", ts_return_type = "Promise<boolean>")]
   pub fn exists<'env>(&self, env: &'env Env, key: Unknown) -> napi::Result<PromiseRaw<'env, bool>> {
     let conn = self.conn.clone();
-    complete_with(env, args::key(&key, "key"), move |key| async move {
-      conn.exists(&conn.key(&key)).await
-    })
+    complete_with(
+      env,
+      self.conn.traces(),
+      args::key(&key, "key"),
+      move |key| async move { conn.exists(&conn.key(&key)).await },
+    )
   }
 
   /// Sets the expiry of `key` to `ttl` seconds; `false` when the key does not exist.
@@ -294,11 +305,16 @@ impl RedisService {
         args::ttl(ttl.as_ref(), "ttl")?.ok_or_else(|| RnError::invalid("ttl is required"))?;
       Ok((key, ttl))
     })();
-    complete_with(env, parsed, move |(key, ttl)| async move {
-      let mut cmd = redis::cmd("PEXPIRE");
-      cmd.arg(conn.key(&key)).arg(px(ttl));
-      Ok(int(conn.exec(cmd).await?)? == 1)
-    })
+    complete_with(
+      env,
+      self.conn.traces(),
+      parsed,
+      move |(key, ttl)| async move {
+        let mut cmd = redis::cmd("PEXPIRE");
+        cmd.arg(conn.key(&key)).arg(px(ttl));
+        Ok(int(conn.exec(cmd).await?)? == 1)
+      },
+    )
   }
 
   /// Remaining time to live in seconds (with fractions); `null` when the key does not
@@ -313,9 +329,12 @@ impl RedisService {
     key: Unknown,
   ) -> napi::Result<PromiseRaw<'env, Option<f64>>> {
     let conn = self.conn.clone();
-    complete_with(env, args::key(&key, "key"), move |key| async move {
-      conn.ttl_seconds(&conn.key(&key)).await
-    })
+    complete_with(
+      env,
+      self.conn.traces(),
+      args::key(&key, "key"),
+      move |key| async move { conn.ttl_seconds(&conn.key(&key)).await },
+    )
   }
 
   /// Adds `by` (default 1, a whole number) to the integer at `key` and returns the result.
@@ -341,26 +360,31 @@ impl RedisService {
       };
       Ok((key, by, args::ttl(ttl.as_ref(), "ttl")?))
     })();
-    complete_with(env, parsed, move |(key, by, ttl)| async move {
-      let k = conn.key(&key);
-      match ttl {
-        None => {
-          let mut cmd = redis::cmd("INCRBY");
-          cmd.arg(&k).arg(by);
-          int(conn.exec(cmd).await?)
+    complete_with(
+      env,
+      self.conn.traces(),
+      parsed,
+      move |(key, by, ttl)| async move {
+        let k = conn.key(&key);
+        match ttl {
+          None => {
+            let mut cmd = redis::cmd("INCRBY");
+            cmd.arg(&k).arg(by);
+            int(conn.exec(cmd).await?)
+          }
+          Some(ttl) => {
+            let reply = INCR_WITH_TTL
+              .run(
+                &conn,
+                &[&k],
+                &[by.to_string().as_bytes(), px(ttl).to_string().as_bytes()],
+              )
+              .await?;
+            int(reply)
+          }
         }
-        Some(ttl) => {
-          let reply = INCR_WITH_TTL
-            .run(
-              &conn,
-              &[&k],
-              &[by.to_string().as_bytes(), px(ttl).to_string().as_bytes()],
-            )
-            .await?;
-          int(reply)
-        }
-      }
-    })
+      },
+    )
   }
 
   /// Sets `key` only when it does not exist; `true` when this call set it.
@@ -383,9 +407,14 @@ impl RedisService {
         args::ttl(ttl.as_ref(), "ttl")?,
       ))
     })();
-    complete_with(env, parsed, move |(key, value, ttl)| async move {
-      Ok(conn.exec(set_cmd(&conn, &key, value, true, ttl)).await? != Value::Nil)
-    })
+    complete_with(
+      env,
+      self.conn.traces(),
+      parsed,
+      move |(key, value, ttl)| async move {
+        Ok(conn.exec(set_cmd(&conn, &key, value, true, ttl)).await? != Value::Nil)
+      },
+    )
   }
 
   /// The values of `keys`, in order, `null` for each missing key.
@@ -399,23 +428,28 @@ impl RedisService {
     keys: Unknown,
   ) -> napi::Result<PromiseRaw<'env, Vec<Option<String>>>> {
     let conn = self.conn.clone();
-    complete_with(env, args::key_list(&keys, "keys"), move |keys| async move {
-      if keys.is_empty() {
-        return Ok(Vec::new());
-      }
-      let mut cmd = redis::cmd("MGET");
-      for k in &keys {
-        cmd.arg(conn.key(k));
-      }
-      let Value::Array(values) = conn.exec(cmd).await? else {
-        return Err(RnError::internal("unexpected MGET reply"));
-      };
-      values
-        .into_iter()
-        .zip(keys.iter())
-        .map(|(v, k)| text_or_null(v, k))
-        .collect()
-    })
+    complete_with(
+      env,
+      self.conn.traces(),
+      args::key_list(&keys, "keys"),
+      move |keys| async move {
+        if keys.is_empty() {
+          return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("MGET");
+        for k in &keys {
+          cmd.arg(conn.key(k));
+        }
+        let Value::Array(values) = conn.exec(cmd).await? else {
+          return Err(RnError::internal("unexpected MGET reply"));
+        };
+        values
+          .into_iter()
+          .zip(keys.iter())
+          .map(|(v, k)| text_or_null(v, k))
+          .collect()
+      },
+    )
   }
 
   /// Sets every key of `entries` at once (atomically), each expiring after `ttl` seconds
@@ -458,28 +492,33 @@ impl RedisService {
       }
       Ok((pairs, args::ttl(ttl.as_ref(), "ttl")?))
     })();
-    complete_with(env, parsed, move |(pairs, ttl)| async move {
-      if pairs.is_empty() {
-        return Ok(());
-      }
-      match ttl {
-        None => {
-          let mut cmd = redis::cmd("MSET");
-          for (k, v) in &pairs {
-            cmd.arg(conn.key(k)).arg(v);
+    complete_with(
+      env,
+      self.conn.traces(),
+      parsed,
+      move |(pairs, ttl)| async move {
+        if pairs.is_empty() {
+          return Ok(());
+        }
+        match ttl {
+          None => {
+            let mut cmd = redis::cmd("MSET");
+            for (k, v) in &pairs {
+              cmd.arg(conn.key(k)).arg(v);
+            }
+            conn.exec(cmd).await.map(|_| ())
           }
-          conn.exec(cmd).await.map(|_| ())
+          Some(ttl) => {
+            let keys: Vec<String> = pairs.iter().map(|(k, _)| conn.key(k)).collect();
+            let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let ms = px(ttl).to_string();
+            let mut argv: Vec<&[u8]> = pairs.iter().map(|(_, v)| v.as_bytes()).collect();
+            argv.push(ms.as_bytes());
+            MSET_WITH_TTL.run(&conn, &key_refs, &argv).await.map(|_| ())
+          }
         }
-        Some(ttl) => {
-          let keys: Vec<String> = pairs.iter().map(|(k, _)| conn.key(k)).collect();
-          let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-          let ms = px(ttl).to_string();
-          let mut argv: Vec<&[u8]> = pairs.iter().map(|(_, v)| v.as_bytes()).collect();
-          argv.push(ms.as_bytes());
-          MSET_WITH_TTL.run(&conn, &key_refs, &argv).await.map(|_| ())
-        }
-      }
-    })
+      },
+    )
   }
 
   /// The JSON value stored at `key`, parsed; `null` when the key does not exist.
@@ -494,15 +533,20 @@ impl RedisService {
     key: Unknown,
   ) -> napi::Result<PromiseRaw<'env, Option<json::JsonText>>> {
     let conn = self.conn.clone();
-    complete_with(env, args::key(&key, "key"), move |key| async move {
-      let mut cmd = redis::cmd("GET");
-      cmd.arg(conn.key(&key));
-      match conn.exec(cmd).await? {
-        Value::Nil => Ok(None),
-        Value::BulkString(b) => json::text(b, &key).map(Some),
-        other => Err(RnError::internal(format!("unexpected reply {other:?}"))),
-      }
-    })
+    complete_with(
+      env,
+      self.conn.traces(),
+      args::key(&key, "key"),
+      move |key| async move {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(conn.key(&key));
+        match conn.exec(cmd).await? {
+          Value::Nil => Ok(None),
+          Value::BulkString(b) => json::text(b, &key).map(Some),
+          other => Err(RnError::internal(format!("unexpected reply {other:?}"))),
+        }
+      },
+    )
   }
 
   /// Stores `JSON.stringify(value)` at `key`.
@@ -523,12 +567,17 @@ impl RedisService {
       let ttl = args::ttl(ttl.as_ref(), "ttl")?;
       Ok((key, json::stringify(env, &value)?, ttl))
     })();
-    complete_with(env, parsed, move |(key, text, ttl)| async move {
-      conn
-        .exec(set_cmd(&conn, &key, text, false, ttl))
-        .await
-        .map(|_| ())
-    })
+    complete_with(
+      env,
+      self.conn.traces(),
+      parsed,
+      move |(key, text, ttl)| async move {
+        conn
+          .exec(set_cmd(&conn, &key, text, false, ttl))
+          .await
+          .map(|_| ())
+      },
+    )
   }
 
   /// The bytes stored at `key`, or `null`.
@@ -542,15 +591,20 @@ impl RedisService {
     key: Unknown,
   ) -> napi::Result<PromiseRaw<'env, Option<Buffer>>> {
     let conn = self.conn.clone();
-    complete_with(env, args::key(&key, "key"), move |key| async move {
-      let mut cmd = redis::cmd("GET");
-      cmd.arg(conn.key(&key));
-      match conn.exec(cmd).await? {
-        Value::Nil => Ok(None),
-        Value::BulkString(b) => Ok(Some(Buffer::from(b))),
-        other => Err(RnError::internal(format!("unexpected reply {other:?}"))),
-      }
-    })
+    complete_with(
+      env,
+      self.conn.traces(),
+      args::key(&key, "key"),
+      move |key| async move {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(conn.key(&key));
+        match conn.exec(cmd).await? {
+          Value::Nil => Ok(None),
+          Value::BulkString(b) => Ok(Some(Buffer::from(b))),
+          other => Err(RnError::internal(format!("unexpected reply {other:?}"))),
+        }
+      },
+    )
   }
 
   /// Stores the bytes of `value` (a Buffer) at `key`.
@@ -573,12 +627,17 @@ impl RedisService {
         args::ttl(ttl.as_ref(), "ttl")?,
       ))
     })();
-    complete_with(env, parsed, move |(key, bytes, ttl)| async move {
-      conn
-        .exec(set_cmd(&conn, &key, bytes, false, ttl))
-        .await
-        .map(|_| ())
-    })
+    complete_with(
+      env,
+      self.conn.traces(),
+      parsed,
+      move |(key, bytes, ttl)| async move {
+        conn
+          .exec(set_cmd(&conn, &key, bytes, false, ttl))
+          .await
+          .map(|_| ())
+      },
+    )
   }
 
   /// Keys matching the glob `pattern`, found with SCAN (never KEYS), at most `limit`.
@@ -609,17 +668,22 @@ impl RedisService {
       };
       Ok((pattern, limit))
     })();
-    complete_with(env, parsed, move |(pattern, limit)| async move {
-      let mut out = Vec::new();
-      Self::scan(&conn, &pattern, limit, |batch| {
-        out.extend(batch.iter().map(|k| conn.unprefix(k).to_string()))
-      })
-      .await?;
-      if let Some(l) = limit {
-        out.truncate(l);
-      }
-      Ok(out)
-    })
+    complete_with(
+      env,
+      self.conn.traces(),
+      parsed,
+      move |(pattern, limit)| async move {
+        let mut out = Vec::new();
+        Self::scan(&conn, &pattern, limit, |batch| {
+          out.extend(batch.iter().map(|k| conn.unprefix(k).to_string()))
+        })
+        .await?;
+        if let Some(l) = limit {
+          out.truncate(l);
+        }
+        Ok(out)
+      },
+    )
   }
 
   /// Deletes every key matching `pattern` (SCAN + UNLINK in batches of 1000, never KEYS);
@@ -633,6 +697,7 @@ impl RedisService {
     let conn = self.conn.clone();
     complete_with(
       env,
+      self.conn.traces(),
       args::key(&pattern, "pattern"),
       move |pattern| async move { delete_matching(&conn, &pattern).await },
     )
@@ -663,15 +728,20 @@ impl RedisService {
         })
         .collect::<RnResult<Vec<_>>>()
     })();
-    complete_with(env, parsed, move |mut commands| async move {
-      let mut pipe = redis::pipe();
-      for c in commands.iter_mut() {
-        conn.prefix_raw_command(c).await?;
-        pipe.add_command(to_cmd(c));
-      }
-      let replies = conn.exec_pipeline(pipe, commands.len()).await?;
-      Ok(replies.into_iter().map(Reply::from).collect())
-    })
+    complete_with(
+      env,
+      self.conn.traces(),
+      parsed,
+      move |mut commands| async move {
+        let mut pipe = redis::pipe();
+        for c in commands.iter_mut() {
+          conn.prefix_raw_command(c).await?;
+          pipe.add_command(to_cmd(c));
+        }
+        let replies = conn.exec_pipeline(pipe, commands.len()).await?;
+        Ok(replies.into_iter().map(Reply::from).collect())
+      },
+    )
   }
 
   /// Sends any command (not blocking or connection-state commands, which would affect
@@ -696,18 +766,23 @@ impl RedisService {
       }
       raw_command(&items, "command")
     })();
-    complete_with(env, parsed, move |mut command| async move {
-      conn.prefix_raw_command(&mut command).await?;
-      let reply = Reply::from(conn.exec(to_cmd(&command)).await?);
-      Ok(reply)
-    })
+    complete_with(
+      env,
+      self.conn.traces(),
+      parsed,
+      move |mut command| async move {
+        conn.prefix_raw_command(&mut command).await?;
+        let reply = Reply::from(conn.exec(to_cmd(&command)).await?);
+        Ok(reply)
+      },
+    )
   }
 
   /// Round trip to the server (PING), in milliseconds.
   #[napi(ts_return_type = "Promise<number>")]
   pub fn ping<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, f64>> {
     let conn = self.conn.clone();
-    complete_with(env, Ok(()), move |_| async move {
+    complete_with(env, self.conn.traces(), Ok(()), move |_| async move {
       let start = Instant::now();
       conn.exec(redis::cmd("PING")).await?;
       Ok(start.elapsed().as_secs_f64() * 1000.0)

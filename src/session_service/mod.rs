@@ -31,16 +31,30 @@ use crate::script::{LuaScript, NO_ARGS};
 
 macro_rules! script {
   ($name:ident, $file:literal) => {
-    static $name: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(include_str!($file)));
+    static $name: LazyLock<LuaScript> = lua_script!($file);
   };
 }
-script!(CREATE, "create.lua");
+/// A script that may revoke a login's refresh tokens (with TokenService's Lua function).
+macro_rules! script_with_tokens {
+  ($name:ident, $file:literal) => {
+    static $name: LazyLock<LuaScript> = LazyLock::new(|| {
+      LuaScript::new(
+        concat!(module_path!(), "/", $file),
+        concat!(
+          include_str!("../token_service/family.lua"),
+          include_str!($file)
+        ),
+      )
+    });
+  };
+}
+script_with_tokens!(CREATE, "create.lua");
 script!(REFRESH, "refresh.lua");
 script!(UPDATE, "update.lua");
-script!(DESTROY, "destroy.lua");
+script_with_tokens!(DESTROY, "destroy.lua");
 script!(INFO, "info.lua");
 script!(LIST, "list.lua");
-script!(DESTROY_USER, "destroy_user.lua");
+script_with_tokens!(DESTROY_USER, "destroy_user.lua");
 script!(ONLINE, "online.lua");
 
 const DEFAULT_TTL: Duration = Duration::from_secs(86_400);
@@ -56,6 +70,22 @@ pub struct SessionServiceOptions {
   /// A user counts as online this many seconds after their last activity (create or
   /// touch). Default 300.
   pub online_window_seconds: Option<f64>,
+  /// The `namespace` of the TokenService whose refresh tokens a session's login holds
+  /// (see `createSession`'s `tokenFamily`). Default `token`, TokenService's default.
+  pub token_namespace: Option<String>,
+}
+
+/// Options of `createSession` (instead of a ttl number).
+#[allow(dead_code)] // read from JS as JSON; this struct declares its TypeScript type
+#[napi(object)]
+pub struct CreateSessionOptions {
+  /// Seconds the session lives without activity. Default 86400.
+  pub ttl: Option<f64>,
+  /// The refresh-token family of this login (what `TokenService.storeRefreshToken`
+  /// returned, or the `family` you gave it). Destroying the session, evicting it for
+  /// `maxSessionsPerUser` or `destroyUserSessions` then revokes that login's refresh
+  /// tokens too, in the same atomic step. Needs `data.userId`.
+  pub token_family: Option<String>,
 }
 
 /// What `getSessionInfo` and `listUserSessions` tell about a session (times in epoch ms).
@@ -78,6 +108,7 @@ pub struct SessionService {
   conn: Connection,
   max_per_user: u64,
   online_window: Duration,
+  token_ns: String,
 }
 
 /// Session data checked and split into fields: each top-level field as its JSON text.
@@ -155,6 +186,15 @@ impl SessionService {
   fn online_key(&self) -> String {
     self.conn.key("session-online")
   }
+
+  /// Where TokenService keeps refresh tokens: the key of a token without
+  /// `{userId}:<hash>`, and the user's index without `{userId}`.
+  fn token_bases(&self) -> (String, String) {
+    (
+      self.conn.key(&format!("{}:refresh:", self.token_ns)),
+      self.conn.key(&format!("{}:refresh-index:", self.token_ns)),
+    )
+  }
 }
 
 #[napi]
@@ -170,28 +210,36 @@ impl SessionService {
       let map = args::options_object(
         options.as_ref(),
         "SessionService options",
-        &["maxSessionsPerUser", "onlineWindowSeconds"],
+        &[
+          "maxSessionsPerUser",
+          "onlineWindowSeconds",
+          "tokenNamespace",
+        ],
       )?;
       Ok::<_, RnError>((
         args::option_count(&map, "maxSessionsPerUser", 1)?.unwrap_or(0),
         args::option_seconds(&map, "onlineWindowSeconds")?.unwrap_or(DEFAULT_ONLINE_WINDOW),
+        args::option_string(&map, "tokenNamespace")?.unwrap_or_else(|| "token".into()),
       ))
     })();
-    let (max_per_user, online_window) = parsed.map_err(|e| js_error(env, &e))?;
+    let (max_per_user, online_window, token_ns) = parsed.map_err(|e| js_error(env, &e))?;
     Ok(SessionService {
       conn,
       max_per_user,
       online_window,
+      token_ns,
     })
   }
 
   /// Creates (or replaces) session `sessionId` with `data` (an object) for `ttl` seconds
-  /// (default 86400). When `data.userId` is set, the session is indexed under that user,
-  /// the user is marked online, and with `maxSessionsPerUser` the user's least recently
-  /// active sessions beyond the maximum are destroyed, atomically.
+  /// (default 86400; or give `{ ttl, tokenFamily }`). When `data.userId` is set, the
+  /// session is indexed under that user, the user is marked online, and with
+  /// `maxSessionsPerUser` the user's least recently active sessions beyond the maximum are
+  /// destroyed, atomically. Resolves to the ids of the sessions evicted (their logins'
+  /// refresh tokens revoked when they have a `tokenFamily`).
   #[napi(
-    ts_args_type = "sessionId: string, data: Record<string, unknown>, ttl?: number",
-    ts_return_type = "Promise<void>"
+    ts_args_type = "sessionId: string, data: Record<string, unknown>, ttlOrOptions?: number | CreateSessionOptions",
+    ts_return_type = "Promise<string[]>"
   )]
   pub fn create_session<'env>(
     &self,
@@ -199,17 +247,34 @@ impl SessionService {
     session_id: Unknown,
     data: Unknown,
     ttl: Option<Unknown>,
-  ) -> napi::Result<PromiseRaw<'env, ()>> {
+  ) -> napi::Result<PromiseRaw<'env, Vec<String>>> {
     let parsed = (|| {
       let id = args::key(&session_id, "sessionId")?;
-      let ttl = args::ttl(ttl.as_ref(), "ttl")?.unwrap_or(DEFAULT_TTL);
+      let (ttl, family) = match ttl.as_ref() {
+        Some(o) if args::type_of(o) == napi::ValueType::Object => {
+          let map =
+            args::options_object(Some(o), "createSession options", &["ttl", "tokenFamily"])?;
+          (
+            args::option_seconds(&map, "ttl")?,
+            args::option_string(&map, "tokenFamily")?,
+          )
+        }
+        other => (args::ttl(other, "ttl")?, None),
+      };
+      let ttl = ttl.unwrap_or(DEFAULT_TTL);
       let f = fields(env, &data, "data")?;
       let user = f.user.flatten().unwrap_or_default();
+      if family.is_some() && user.is_empty() {
+        return Err(RnError::invalid(
+          "tokenFamily needs data.userId: refresh tokens belong to a user",
+        ));
+      }
       let keys = [
         self.session_key(&id),
         self.index_key(&user),
         self.online_key(),
       ];
+      let (token_key, token_index) = self.token_bases();
       let mut argv = vec![
         args::millis(ttl).into_bytes(),
         id.into_bytes(),
@@ -218,14 +283,27 @@ impl SessionService {
         args::millis(self.online_window).into_bytes(),
         self.session_key("").into_bytes(),
         self.index_key("").into_bytes(),
+        family.unwrap_or_default().into_bytes(),
+        token_key.into_bytes(),
+        token_index.into_bytes(),
       ];
       argv.extend(json_fields::field_args("", f.fields));
       Ok((keys, argv))
     })();
     let conn = self.conn.clone();
-    complete_with(env, parsed, move |(keys, argv)| async move {
-      CREATE.run(&conn, &keys, &argv).await.map(|_| ())
-    })
+    complete_with(
+      env,
+      self.conn.traces(),
+      parsed,
+      move |(keys, argv)| async move {
+        match CREATE.run(&conn, &keys, &argv).await? {
+          Value::Array(ids) => Ok(ids.iter().filter_map(text_of).collect()),
+          other => Err(RnError::internal(format!(
+            "unexpected reply from createSession: {other:?}"
+          ))),
+        }
+      },
+    )
   }
 
   /// The data of session `sessionId`, or `null` when it does not exist (or expired).
@@ -241,7 +319,7 @@ impl SessionService {
   ) -> napi::Result<PromiseRaw<'env, Option<JsonText>>> {
     let parsed = args::key(&session_id, "sessionId").map(|id| self.session_key(&id));
     let conn = self.conn.clone();
-    complete_with(env, parsed, move |key| async move {
+    complete_with(env, self.conn.traces(), parsed, move |key| async move {
       let mut cmd = redis::cmd("HGETALL");
       cmd.arg(&key);
       let Value::Array(items) = conn.exec(cmd).await? else {
@@ -262,16 +340,20 @@ impl SessionService {
     env: &'env Env,
     session_id: Unknown,
   ) -> napi::Result<PromiseRaw<'env, ()>> {
+    let (token_key, token_index) = self.token_bases();
     let parsed = args::key(&session_id, "sessionId").map(|id| {
       (
         [self.session_key(&id), self.online_key()],
-        [self.index_key(""), id],
+        [self.index_key(""), id, token_key, token_index],
       )
     });
     let conn = self.conn.clone();
-    complete_with(env, parsed, move |(keys, argv)| async move {
-      DESTROY.run(&conn, &keys, &argv).await.map(|_| ())
-    })
+    complete_with(
+      env,
+      self.conn.traces(),
+      parsed,
+      move |(keys, argv)| async move { DESTROY.run(&conn, &keys, &argv).await.map(|_| ()) },
+    )
   }
 
   fn refresh<'env>(
@@ -296,9 +378,12 @@ impl SessionService {
         )
       });
     let conn = self.conn.clone();
-    complete_with(env, parsed, move |(keys, argv)| async move {
-      Ok(int(REFRESH.run(&conn, &keys, &argv).await?)? == 1)
-    })
+    complete_with(
+      env,
+      self.conn.traces(),
+      parsed,
+      move |(keys, argv)| async move { Ok(int(REFRESH.run(&conn, &keys, &argv).await?)? == 1) },
+    )
   }
 
   /// Sets session `sessionId` to expire `ttl` seconds from now (and to keep that ttl for
@@ -365,9 +450,12 @@ impl SessionService {
       Ok((key, argv))
     })();
     let conn = self.conn.clone();
-    complete_with(env, parsed, move |(key, argv)| async move {
-      Ok(int(UPDATE.run(&conn, &[&key], &argv).await?)? == 1)
-    })
+    complete_with(
+      env,
+      self.conn.traces(),
+      parsed,
+      move |(key, argv)| async move { Ok(int(UPDATE.run(&conn, &[&key], &argv).await?)? == 1) },
+    )
   }
 
   /// Metadata of session `sessionId`: `{ sessionId, userId?, createdAt, lastActivityAt,
@@ -383,16 +471,21 @@ impl SessionService {
   ) -> napi::Result<PromiseRaw<'env, Option<JsonText>>> {
     let parsed = args::key(&session_id, "sessionId").map(|id| (self.session_key(&id), id));
     let conn = self.conn.clone();
-    complete_with(env, parsed, move |(key, id)| async move {
-      let Value::Array(reply) = INFO.run(&conn, &[&key], NO_ARGS).await? else {
-        return Err(RnError::internal("unexpected reply"));
-      };
-      let now = reply.first().and_then(number_of).unwrap_or(0.0);
-      if reply.len() < 6 {
-        return Ok(None);
-      }
-      Ok(info_json(&id, now, &reply[1..6]).map(|v| JsonText(v.to_string())))
-    })
+    complete_with(
+      env,
+      self.conn.traces(),
+      parsed,
+      move |(key, id)| async move {
+        let Value::Array(reply) = INFO.run(&conn, &[&key], NO_ARGS).await? else {
+          return Err(RnError::internal("unexpected reply"));
+        };
+        let now = reply.first().and_then(number_of).unwrap_or(0.0);
+        if reply.len() < 6 {
+          return Ok(None);
+        }
+        Ok(info_json(&id, now, &reply[1..6]).map(|v| JsonText(v.to_string())))
+      },
+    )
   }
 
   /// The live sessions of `userId` (sessions whose data had that `userId`), soonest to
@@ -408,18 +501,23 @@ impl SessionService {
   ) -> napi::Result<PromiseRaw<'env, JsonText>> {
     let parsed = args::key(&user_id, "userId").map(|u| (self.index_key(&u), self.session_key("")));
     let conn = self.conn.clone();
-    complete_with(env, parsed, move |(index, base)| async move {
-      let Value::Array(reply) = LIST.run(&conn, &[&index], &[base.as_bytes()]).await? else {
-        return Err(RnError::internal("unexpected reply"));
-      };
-      let now = reply.first().and_then(number_of).unwrap_or(0.0);
-      let list: Vec<serde_json::Value> = reply[1..]
-        .chunks(6)
-        .filter(|c| c.len() == 6)
-        .filter_map(|c| info_json(&text_of(&c[0])?, now, &c[1..6]))
-        .collect();
-      Ok(JsonText(serde_json::Value::Array(list).to_string()))
-    })
+    complete_with(
+      env,
+      self.conn.traces(),
+      parsed,
+      move |(index, base)| async move {
+        let Value::Array(reply) = LIST.run(&conn, &[&index], &[base.as_bytes()]).await? else {
+          return Err(RnError::internal("unexpected reply"));
+        };
+        let now = reply.first().and_then(number_of).unwrap_or(0.0);
+        let list: Vec<serde_json::Value> = reply[1..]
+          .chunks(6)
+          .filter(|c| c.len() == 6)
+          .filter_map(|c| info_json(&text_of(&c[0])?, now, &c[1..6]))
+          .collect();
+        Ok(JsonText(serde_json::Value::Array(list).to_string()))
+      },
+    )
   }
 
   /// Destroys every session of `userId` (logout from all devices); resolves to how many
@@ -430,16 +528,20 @@ impl SessionService {
     env: &'env Env,
     user_id: Unknown,
   ) -> napi::Result<PromiseRaw<'env, i64>> {
+    let (token_key, token_index) = self.token_bases();
     let parsed = args::key(&user_id, "userId").map(|u| {
       (
         [self.index_key(&u), self.online_key()],
-        [self.session_key(""), u],
+        [self.session_key(""), u, token_key, token_index],
       )
     });
     let conn = self.conn.clone();
-    complete_with(env, parsed, move |(keys, argv)| async move {
-      int(DESTROY_USER.run(&conn, &keys, &argv).await?)
-    })
+    complete_with(
+      env,
+      self.conn.traces(),
+      parsed,
+      move |(keys, argv)| async move { int(DESTROY_USER.run(&conn, &keys, &argv).await?) },
+    )
   }
 
   /// Whether `userId` was active (created or touched a session) within
@@ -454,7 +556,7 @@ impl SessionService {
     let conn = self.conn.clone();
     let online = self.online_key();
     let window = args::millis(self.online_window);
-    complete_with(env, parsed, move |user| async move {
+    complete_with(env, self.conn.traces(), parsed, move |user| async move {
       let reply = ONLINE
         .run(&conn, &[&online], &[window.as_bytes(), user.as_bytes()])
         .await?;
@@ -471,7 +573,7 @@ impl SessionService {
     let conn = self.conn.clone();
     let online = self.online_key();
     let window = args::millis(self.online_window);
-    complete_with(env, Ok(()), move |_| async move {
+    complete_with(env, self.conn.traces(), Ok(()), move |_| async move {
       let Value::Array(users) = ONLINE.run(&conn, &[&online], &[window.as_bytes()]).await? else {
         return Err(RnError::internal("unexpected reply"));
       };

@@ -26,11 +26,19 @@ use crate::error::{RnError, RnResult};
 use crate::reply::int;
 use crate::script::LuaScript;
 
-static STORE: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(include_str!("store.lua")));
-static ROTATE: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(include_str!("rotate.lua")));
-static REVOKE: LazyLock<LuaScript> = LazyLock::new(|| LuaScript::new(include_str!("revoke.lua")));
-static REVOKE_ALL: LazyLock<LuaScript> =
-  LazyLock::new(|| LuaScript::new(include_str!("revoke_all.lua")));
+static STORE: LazyLock<LuaScript> = lua_script!("store.lua");
+static ROTATE: LazyLock<LuaScript> = lua_script!("rotate.lua");
+static REVOKE: LazyLock<LuaScript> = lua_script!("revoke.lua");
+static REVOKE_FAMILY: LazyLock<LuaScript> = LazyLock::new(|| {
+  LuaScript::new(
+    concat!(module_path!(), "/revoke_family.lua"),
+    concat!(
+      include_str!("family.lua"),
+      include_str!("revoke_family.lua")
+    ),
+  )
+});
+static REVOKE_ALL: LazyLock<LuaScript> = lua_script!("revoke_all.lua");
 
 /// Options of `new TokenService(client, options)` (`tokens` in `RedisModule.forRoot`).
 #[allow(dead_code)] // read from JS as JSON; this struct declares its TypeScript type
@@ -38,6 +46,16 @@ static REVOKE_ALL: LazyLock<LuaScript> =
 pub struct TokenServiceOptions {
   /// First part of every key of this service. Default `token`.
   pub namespace: Option<String>,
+}
+
+/// Options of `storeRefreshToken`.
+#[allow(dead_code)] // read from JS as JSON; this struct declares its TypeScript type
+#[napi(object)]
+pub struct StoreRefreshTokenOptions {
+  /// The family (login) this token starts; rotations keep it. Default: a new random id.
+  /// Give your session id to tie the login's tokens to its session (see
+  /// `SessionService.createSession`'s `tokenFamily`).
+  pub family: Option<String>,
 }
 
 /// Refresh tokens and a token blacklist, stored hashed.
@@ -113,11 +131,12 @@ impl TokenService {
     Ok(TokenService { conn, ns })
   }
 
-  /// Stores a refresh token of `userId` for `expiresIn` seconds, as a new token family
-  /// (one login).
+  /// Stores a refresh token of `userId` for `expiresIn` seconds, starting a token family
+  /// (one login) that rotations continue. Resolves to the family id (`options.family`, or
+  /// a new random one).
   #[napi(
-    ts_args_type = "userId: string, token: string, expiresIn: number",
-    ts_return_type = "Promise<void>"
+    ts_args_type = "userId: string, token: string, expiresIn: number, options?: StoreRefreshTokenOptions",
+    ts_return_type = "Promise<string>"
   )]
   pub fn store_refresh_token<'env>(
     &self,
@@ -125,30 +144,75 @@ impl TokenService {
     user_id: Unknown,
     token: Unknown,
     expires_in: Unknown,
-  ) -> napi::Result<PromiseRaw<'env, ()>> {
+    options: Option<Unknown>,
+  ) -> napi::Result<PromiseRaw<'env, String>> {
     let parsed = (|| {
       let ut = user_token(&user_id, &token)?;
       let ttl = args::required_ttl(&expires_in, "expiresIn")?;
+      let map = args::options_object(options.as_ref(), "storeRefreshToken options", &["family"])?;
+      let family =
+        args::option_string(&map, "family")?.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
       Ok((
         self.token_key(&ut.user, &ut.hash),
         self.index_key(&ut.user),
         ut.hash,
         ttl,
+        family,
       ))
     })();
     let conn = self.conn.clone();
-    complete_with(env, parsed, move |(key, index, hash, ttl)| async move {
-      let family = uuid::Uuid::new_v4().to_string();
-      let ms = ttl.as_millis().to_string();
-      STORE
-        .run(
-          &conn,
-          &[&key, &index],
-          &[hash.as_bytes(), ms.as_bytes(), family.as_bytes()],
+    complete_with(
+      env,
+      self.conn.traces(),
+      parsed,
+      move |(key, index, hash, ttl, family)| async move {
+        let ms = ttl.as_millis().to_string();
+        STORE
+          .run(
+            &conn,
+            &[&key, &index],
+            &[hash.as_bytes(), ms.as_bytes(), family.as_bytes()],
+          )
+          .await?;
+        Ok(family)
+      },
+    )
+  }
+
+  /// Revokes the refresh tokens of one login of `userId` (the family `storeRefreshToken`
+  /// resolved to); resolves to how many live tokens were revoked.
+  #[napi(
+    ts_args_type = "userId: string, family: string",
+    ts_return_type = "Promise<number>"
+  )]
+  pub fn revoke_token_family<'env>(
+    &self,
+    env: &'env Env,
+    user_id: Unknown,
+    family: Unknown,
+  ) -> napi::Result<PromiseRaw<'env, i64>> {
+    let parsed = (|| {
+      let user = args::key(&user_id, "userId")?;
+      let family = args::key(&family, "family")?;
+      Ok((
+        self.index_key(&user),
+        self.conn.key(&format!("{}:refresh:{{{user}}}:", self.ns)),
+        family,
+      ))
+    })();
+    let conn = self.conn.clone();
+    complete_with(
+      env,
+      self.conn.traces(),
+      parsed,
+      move |(index, base, family)| async move {
+        int(
+          REVOKE_FAMILY
+            .run(&conn, &[&index], &[base.as_bytes(), family.as_bytes()])
+            .await?,
         )
-        .await
-        .map(|_| ())
-    })
+      },
+    )
   }
 
   /// Whether this refresh token of `userId` is live (stored, not expired, not revoked or
@@ -165,11 +229,9 @@ impl TokenService {
   ) -> napi::Result<PromiseRaw<'env, bool>> {
     let parsed = user_token(&user_id, &token).map(|ut| self.token_key(&ut.user, &ut.hash));
     let conn = self.conn.clone();
-    complete_with(
-      env,
-      parsed,
-      move |key| async move { conn.exists(&key).await },
-    )
+    complete_with(env, self.conn.traces(), parsed, move |key| async move {
+      conn.exists(&key).await
+    })
   }
 
   /// Revokes one refresh token of `userId` (logout on this device).
@@ -191,12 +253,17 @@ impl TokenService {
       )
     });
     let conn = self.conn.clone();
-    complete_with(env, parsed, move |(key, index, hash)| async move {
-      REVOKE
-        .run(&conn, &[&key, &index], &[hash.as_bytes()])
-        .await
-        .map(|_| ())
-    })
+    complete_with(
+      env,
+      self.conn.traces(),
+      parsed,
+      move |(key, index, hash)| async move {
+        REVOKE
+          .run(&conn, &[&key, &index], &[hash.as_bytes()])
+          .await
+          .map(|_| ())
+      },
+    )
   }
 
   /// Revokes every refresh token of `userId` (logout everywhere); resolves to how many
@@ -212,9 +279,14 @@ impl TokenService {
       (self.index_key(&user), base)
     });
     let conn = self.conn.clone();
-    complete_with(env, parsed, move |(index, base)| async move {
-      int(REVOKE_ALL.run(&conn, &[&index], &[base.as_bytes()]).await?)
-    })
+    complete_with(
+      env,
+      self.conn.traces(),
+      parsed,
+      move |(index, base)| async move {
+        int(REVOKE_ALL.run(&conn, &[&index], &[base.as_bytes()]).await?)
+      },
+    )
   }
 
   /// Atomically replaces `oldToken` with `newToken` (valid for `expiresIn` seconds):
@@ -256,13 +328,18 @@ impl TokenService {
       ))
     })();
     let conn = self.conn.clone();
-    complete_with(env, parsed, move |(keys, argv)| async move {
-      match ROTATE.run(&conn, &keys, &argv).await? {
-        Value::BulkString(b) => Ok(String::from_utf8_lossy(&b).into_owned()),
-        Value::SimpleString(s) => Ok(s),
-        other => Err(RnError::internal(format!("unexpected reply {other:?}"))),
-      }
-    })
+    complete_with(
+      env,
+      self.conn.traces(),
+      parsed,
+      move |(keys, argv)| async move {
+        match ROTATE.run(&conn, &keys, &argv).await? {
+          Value::BulkString(b) => Ok(String::from_utf8_lossy(&b).into_owned()),
+          Value::SimpleString(s) => Ok(s),
+          other => Err(RnError::internal(format!("unexpected reply {other:?}"))),
+        }
+      },
+    )
   }
 
   /// Blacklists a token (an access token after logout, say) for `ttl` seconds: usually
@@ -283,11 +360,16 @@ impl TokenService {
       Ok((key, ttl))
     })();
     let conn = self.conn.clone();
-    complete_with(env, parsed, move |(key, ttl)| async move {
-      let mut cmd = redis::cmd("SET");
-      cmd.arg(key).arg("1").arg("PX").arg(ttl.as_millis() as u64);
-      conn.exec(cmd).await.map(|_| ())
-    })
+    complete_with(
+      env,
+      self.conn.traces(),
+      parsed,
+      move |(key, ttl)| async move {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg("1").arg("PX").arg(ttl.as_millis() as u64);
+        conn.exec(cmd).await.map(|_| ())
+      },
+    )
   }
 
   /// Whether `token` is blacklisted.
@@ -299,11 +381,9 @@ impl TokenService {
   ) -> napi::Result<PromiseRaw<'env, bool>> {
     let parsed = args::key(&token, "token").map(|t| self.blacklist_key(&token_hash(&t)));
     let conn = self.conn.clone();
-    complete_with(
-      env,
-      parsed,
-      move |key| async move { conn.exists(&key).await },
-    )
+    complete_with(env, self.conn.traces(), parsed, move |key| async move {
+      conn.exists(&key).await
+    })
   }
 
   /// Takes `token` off the blacklist.
@@ -315,7 +395,7 @@ impl TokenService {
   ) -> napi::Result<PromiseRaw<'env, ()>> {
     let parsed = args::key(&token, "token").map(|t| self.blacklist_key(&token_hash(&t)));
     let conn = self.conn.clone();
-    complete_with(env, parsed, move |key| async move {
+    complete_with(env, self.conn.traces(), parsed, move |key| async move {
       let mut cmd = redis::cmd("DEL");
       cmd.arg(key);
       conn.exec(cmd).await.map(|_| ())
