@@ -98,16 +98,23 @@ export declare class IdempotencyService {
    * `{ state: 'in-progress' }`, or `{ state: 'completed', result }` once it completed.
    * A started key nobody completes is released after `lockTtl` (a crashed worker), so
    * a retry can start. With `fingerprint`, a different one on the same key gets
-   * `{ state: 'mismatch' }`.
+   * `{ state: 'mismatch' }`. The caller that started gets a `token`: give it to
+   * `complete` / `abandon` so a late call never overwrites a newer run's key.
    */
-  begin(key: string, options?: BeginOptions): Promise<{ state: 'started' } | { state: 'in-progress' } | { state: 'completed'; result: string } | { state: 'mismatch' }>
+  begin(key: string, options?: BeginOptions): Promise<{ state: 'started'; token: string } | { state: 'in-progress' } | { state: 'completed'; result: string } | { state: 'mismatch' }>
   /**
-   * Stores `result` for `key` (kept `ttl` seconds, default the `resultTtl` of `begin`):
-   * later `begin` calls get it back.
+   * Stores `result` for `key` (kept `ttl` seconds, default the `resultTtl` of `begin`;
+   * or give `{ ttl, token, fingerprint }`): later `begin` calls get it back. Resolves to
+   * `false` when `token` no longer owns the key (its lock expired and another caller
+   * started): nothing is stored then.
    */
-  complete(key: string, result: string, ttl?: number): Promise<void>
-  /** Releases `key` after a failure so a retry can start (a completed result is kept). */
-  abandon(key: string): Promise<void>
+  complete(key: string, result: string, ttlOrOptions?: number | CompleteOptions): Promise<boolean>
+  /**
+   * Releases `key` after a failure so a retry can start (a completed result is kept;
+   * with `{ token }`, a key another caller took meanwhile is left alone). Resolves to
+   * whether it released the key.
+   */
+  abandon(key: string, options?: AbandonOptions): Promise<boolean>
 }
 
 /** A held lock. `release()` and `extend()` act only while this owner still holds it. */
@@ -424,6 +431,15 @@ export declare class TokenService {
   removeFromBlacklist(token: string): Promise<void>
 }
 
+/** Options of `abandon`. */
+export interface AbandonOptions {
+  /**
+   * The `token` `begin` gave this caller: a key another caller took meanwhile is left
+   * alone.
+   */
+  token?: string
+}
+
 /** Options of `acquire` and `withLock`. */
 export interface AcquireOptions {
   /** Further attempts when the lock is held. Default 0 for `acquire`, 50 for `withLock`. */
@@ -504,6 +520,22 @@ export interface ClientMetrics {
   inFlight: number
   /** Latency from sending to the reply, µs: median and 99th percentile (histogram bucket bounds: at most ~19% above the true value) and the exact maximum. */
   latencyUs: LatencyUs
+}
+
+/** Options of `complete` (instead of a ttl number). */
+export interface CompleteOptions {
+  /** Seconds the result is kept. Default: the `resultTtl` of `begin`. */
+  ttl?: number
+  /**
+   * The `token` `begin` gave this caller: when its lock expired and another caller took
+   * the key meanwhile, nothing is stored (`complete` resolves to `false`).
+   */
+  token?: string
+  /**
+   * The fingerprint given to `begin`, kept should the record have to be written again
+   * (it expired, or Redis lost it), so later mismatches are still caught.
+   */
+  fingerprint?: string
 }
 
 /** Options of `createSession` (instead of a ttl number). */

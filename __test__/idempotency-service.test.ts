@@ -21,7 +21,7 @@ after(async () => {
 
 const any = (v: unknown) => v as any;
 
-describe('processed events (seed)', () => {
+describe('processed events', () => {
   it('an event is processed once marked, for its ttl', async () => {
     assert.equal(await idem.isProcessed('evt-1'), false);
     await idem.markAsProcessed('evt-1', 0.3);
@@ -39,7 +39,7 @@ describe('processed events (seed)', () => {
 
 describe('begin / complete / abandon', () => {
   it('the first begin starts; a second sees it in progress; after complete it gets the result', async () => {
-    assert.deepEqual(await idem.begin('order-1'), { state: 'started' });
+    assert.equal((await idem.begin('order-1')).state, 'started');
     assert.deepEqual(await idem.begin('order-1'), { state: 'in-progress' });
     await idem.complete('order-1', '{"orderId":42}');
     assert.deepEqual(await idem.begin('order-1'), { state: 'completed', result: '{"orderId":42}' });
@@ -89,6 +89,54 @@ describe('begin / complete / abandon', () => {
     await idem.complete('pay-1', 'r');
     assert.equal((await idem.begin('pay-1', { fingerprint: 'body-b' })).state, 'mismatch');
     assert.equal((await idem.begin('pay-1', { fingerprint: 'body-a' })).state, 'completed');
+  });
+});
+
+describe('owners: a late caller never overwrites a newer run', () => {
+  it('the caller that starts gets a token', async () => {
+    const begun = await idem.begin('own-1', { lockTtl: 60 });
+    assert.equal(begun.state, 'started');
+    assert.ok(begun.state === 'started' && begun.token.length >= 16);
+  });
+
+  it('complete with the token of a run whose lock expired, after a retry started, stores nothing', async () => {
+    const first = await idem.begin('own-2', { lockTtl: 0.1 });
+    await sleep(150); // the first worker stalls past its lock
+    const second = await idem.begin('own-2', { lockTtl: 60 });
+    assert.ok(first.state === 'started' && second.state === 'started');
+    assert.equal(await idem.complete('own-2', 'late', { token: first.token }), false);
+    assert.deepEqual(await idem.begin('own-2'), { state: 'in-progress' });
+    assert.equal(await idem.complete('own-2', 'fresh', { token: second.token }), true);
+    assert.deepEqual(await idem.begin('own-2'), { state: 'completed', result: 'fresh' });
+    assert.equal(await idem.complete('own-2', 'late again', { token: first.token }), false);
+    assert.deepEqual(await idem.begin('own-2'), { state: 'completed', result: 'fresh' });
+  });
+
+  it('abandon with a stale token leaves the newer run alone', async () => {
+    const first = await idem.begin('own-3', { lockTtl: 0.1 });
+    await sleep(150);
+    const second = await idem.begin('own-3', { lockTtl: 60 });
+    assert.ok(first.state === 'started' && second.state === 'started');
+    assert.equal(await idem.abandon('own-3', { token: first.token }), false);
+    assert.deepEqual(await idem.begin('own-3'), { state: 'in-progress' });
+    assert.equal(await idem.abandon('own-3', { token: second.token }), true);
+    assert.equal((await idem.begin('own-3')).state, 'started');
+  });
+
+  it('a record Redis lost is written again with its fingerprint, so a different request is still a mismatch', async () => {
+    const begun = await idem.begin('own-4', { fingerprint: 'body-a' });
+    assert.ok(begun.state === 'started');
+    await raw.del(`${prefix}idempotency:own-4`); // a restart without persistence
+    assert.equal(await idem.complete('own-4', 'done', { token: begun.token, fingerprint: 'body-a' }), true);
+    assert.deepEqual(await idem.begin('own-4', { fingerprint: 'body-b' }), { state: 'mismatch' });
+    assert.deepEqual(await idem.begin('own-4', { fingerprint: 'body-a' }), { state: 'completed', result: 'done' });
+  });
+
+  it('complete and abandon without a token keep working as before', async () => {
+    await idem.begin('own-5');
+    assert.equal(await idem.complete('own-5', 'r'), true);
+    await idem.begin('own-6');
+    assert.equal(await idem.abandon('own-6'), true);
   });
 });
 

@@ -167,11 +167,14 @@ describe('RedisModule', () => {
     const tokens = moduleRef.get(TokenService);
     const sessions = moduleRef.get(SessionService);
     const idem = moduleRef.get(IdempotencyService);
-    await tokens.storeRefreshToken('u1', 'refresh-token', 60);
-    await sessions.createSession('s1', { userId: 'u1' }, 60);
-    await sessions.createSession('s2', { userId: 'u1' }, 60);
+    const family = await tokens.storeRefreshToken('u1', 'refresh-token', 60);
+    await sessions.createSession('s1', { userId: 'u1' }, { ttl: 60, tokenFamily: family });
+    assert.deepEqual(await sessions.createSession('s2', { userId: 'u1' }, 60), ['s1']);
     await idem.markAsProcessed('evt', 60);
     assert.equal((await sessions.listUserSessions('u1')).length, 1);
+    // the evicted session's login lost its refresh token in the module's token namespace
+    assert.equal(await tokens.isRefreshTokenValid('u1', 'refresh-token'), false);
+    await tokens.storeRefreshToken('u2', 'other-login', 60);
     assert.ok(moduleRef.get(RateLimitService) instanceof RateLimitService);
     assert.ok(moduleRef.get(LockService) instanceof LockService);
     assert.ok(moduleRef.get(CacheService) instanceof CacheService);
@@ -212,6 +215,38 @@ describe('RedisModule', () => {
     assert.equal(typeof (await moduleRef.get(RedisService).ping()), 'number');
     await moduleRef.close();
     await server.stop();
+  });
+
+  it("rateLimit takes RateLimitGuard's options (default, outageStatus, onOutage) beside RateLimitService's", async () => {
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        RedisModule.forRoot({
+          url,
+          rateLimit: {
+            onRedisError: 'fail-open',
+            default: { limit: 100, windowSeconds: 60 },
+            outageStatus: 429,
+            onOutage: () => {},
+          },
+        }),
+      ],
+    }).compile();
+    await moduleRef.init();
+    assert.ok(moduleRef.get(RateLimitService) instanceof RateLimitService);
+    await moduleRef.close();
+  });
+
+  it('a wrong rateLimit option stops startup with ERR_INVALID_ARGUMENT, naming it', async () => {
+    const rejects = (rateLimit: object, name: RegExp) =>
+      assert.rejects(
+        Test.createTestingModule({ imports: [RedisModule.forRoot({ url, rateLimit } as any)] }).compile(),
+        (e: any) => e.code === 'ERR_INVALID_ARGUMENT' && name.test(e.message),
+      );
+    await rejects({ default: { limit: 0, windowSeconds: 60 } }, /rateLimit\.default.*limit/);
+    await rejects({ default: { limit: 5, windowSeconds: 60, algorithm: 'leaky' } }, /rateLimit\.default.*algorithm/);
+    await rejects({ outageStatus: 500 }, /outageStatus/);
+    await rejects({ onOutage: 'log' }, /onOutage/);
+    await rejects({ onRedisErorr: 'fail-open' }, /onRedisErorr/);
   });
 
   it('a wrong option stops startup with ERR_INVALID_ARGUMENT', async () => {

@@ -1,7 +1,17 @@
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { Controller, Get, type INestApplication, Module } from '@nestjs/common';
+import {
+  Controller,
+  type ExecutionContext,
+  Get,
+  type INestApplication,
+  type MiddlewareConsumer,
+  Module,
+  type NestMiddleware,
+  type NestModule,
+  Post,
+} from '@nestjs/common';
 import { APP_GUARD } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
@@ -9,6 +19,27 @@ import { Test } from '@nestjs/testing';
 import request from 'supertest';
 import { RateLimit, RateLimitGuard, RedisModule } from 'nestjs-redis-native/nest';
 import { sleep, stopSharedRedis, testRedisUrl, uniquePrefix } from './support/redis-server';
+
+const request$ = (ctx: ExecutionContext) => ctx.switchToHttp().getRequest();
+
+/**
+ * Holds the requests marked `X-Gate` until `size` of them arrived, then lets them all
+ * reach the guard at once: as simultaneous as requests get.
+ */
+const gate = { size: 0, arrived: 0, open: () => {}, opened: Promise.resolve() };
+function closeGate(size: number) {
+  Object.assign(gate, { size, arrived: 0 });
+  gate.opened = new Promise<void>((resolve) => (gate.open = resolve));
+}
+class GateMiddleware implements NestMiddleware {
+  async use(req: { headers: Record<string, unknown> }, _res: unknown, next: () => void) {
+    if (req.headers['x-gate']) {
+      if (++gate.arrived === gate.size) gate.open();
+      await gate.opened;
+    }
+    next();
+  }
+}
 
 const hits = { search: 0 };
 
@@ -36,6 +67,25 @@ class ApiController {
 
   @Get('free')
   free() {
+    return { ok: true };
+  }
+
+  @Get('stacked')
+  @RateLimit({ limit: 10, windowSeconds: 60 })
+  @RateLimit({ limit: 15, windowSeconds: 60, key: (ctx) => request$(ctx).headers['x-tenant'] })
+  stacked() {
+    return { ok: true };
+  }
+
+  @Post('subscribe')
+  @RateLimit({ limit: 1, windowSeconds: 60, key: (ctx) => request$(ctx).body?.email })
+  subscribe() {
+    return { ok: true };
+  }
+
+  @Post('login')
+  @RateLimit({ limit: 1, windowSeconds: 60, key: (ctx) => request$(ctx).body.email.toLowerCase() })
+  login() {
     return { ok: true };
   }
 }
@@ -73,7 +123,11 @@ for (const adapter of ['express', 'fastify'] as const) {
         // global as well: a request is still counted once
         providers: [{ provide: APP_GUARD, useClass: RateLimitGuard }],
       })
-      class AppModule {}
+      class AppModule implements NestModule {
+        configure(consumer: MiddlewareConsumer) {
+          consumer.apply(GateMiddleware).forRoutes(ApiController);
+        }
+      }
       const moduleRef = await Test.createTestingModule({ imports: [AppModule] }).compile();
       if (adapter === 'fastify') {
         app = moduleRef.createNestApplication(new FastifyAdapter({ trustProxy: true }));
@@ -150,9 +204,96 @@ for (const adapter of ['express', 'fastify'] as const) {
       await http().get('/admin/a').set('X-Forwarded-For', ip).expect(429);
     });
 
+    it('200 simultaneous requests against stacked limits: a refused request uses up none of the others', async () => {
+      // 10 per minute per IP, 15 per minute per tenant: from one IP, exactly 10 get through
+      const ip = client();
+      const tenant = `tenant-${adapter}-${ip}`;
+      closeGate(200);
+      const statuses = (
+        await Promise.all(
+          Array.from({ length: 200 }, () =>
+            http().get('/api/stacked').set('X-Forwarded-For', ip).set('X-Tenant', tenant).set('X-Gate', '1'),
+          ),
+        )
+      ).map((r) => r.status);
+      assert.equal(statuses.filter((s) => s === 200).length, 10);
+      assert.equal(statuses.filter((s) => s === 429).length, 190);
+      // the tenant's limit counted only those 10: 5 more from other IPs get through
+      let allowed = 0;
+      for (let i = 0; i < 10; i++) {
+        const res = await http().get('/api/stacked').set('X-Forwarded-For', client()).set('X-Tenant', tenant);
+        if (res.status === 200) allowed++;
+      }
+      assert.equal(allowed, 5);
+    });
+
+    it('a key function that returns nothing limits by client IP instead of putting everyone in one bucket', async () => {
+      // `body.email` of a text/plain body is undefined
+      const text = (ip: string) =>
+        http().post('/api/subscribe').set('X-Forwarded-For', ip).set('Content-Type', 'text/plain').send('hi');
+      const a = client();
+      await text(a).expect(201);
+      await text(client()).expect(201);
+      await text(a).expect(429);
+      // a request with an email is limited by it
+      const json = (ip: string) =>
+        http()
+          .post('/api/subscribe')
+          .set('X-Forwarded-For', ip)
+          .send({ email: `x-${a}@example.com` });
+      await json(client()).expect(201);
+      await json(client()).expect(429);
+    });
+
+    it('a key function that throws limits by client IP instead of failing the request', async () => {
+      const text = (ip: string) =>
+        http().post('/api/login').set('X-Forwarded-For', ip).set('Content-Type', 'text/plain').send('hi');
+      const a = client();
+      await text(a).expect(201);
+      await text(client()).expect(201);
+      await text(a).expect(429);
+    });
+
     it('routes without @RateLimit are not limited and get no headers', async () => {
       const res = await http().get('/api/free').expect(200);
       assert.equal(res.headers['x-ratelimit-limit'], undefined);
     });
   });
 }
+
+describe('@RateLimit() rules are checked when the app starts', () => {
+  const rejects = (rule: any, problem: RegExp) =>
+    assert.throws(
+      () => {
+        class PaymentsController {
+          @RateLimit(rule)
+          pay() {}
+        }
+        return PaymentsController;
+      },
+      (e: any) => {
+        assert.equal(e.code, 'ERR_INVALID_ARGUMENT');
+        assert.match(e.message, /PaymentsController\.pay/);
+        assert.match(e.message, problem);
+        return true;
+      },
+    );
+
+  it('limit 0 is refused, naming the controller and handler', () => rejects({ limit: 0, windowSeconds: 60 }, /limit/));
+  it('a negative or non-finite window is refused', () => {
+    rejects({ limit: 5, windowSeconds: -1 }, /windowSeconds/);
+    rejects({ limit: 5, windowSeconds: Infinity }, /windowSeconds/);
+    rejects({ limit: 5, windowSeconds: NaN }, /windowSeconds/);
+  });
+  it('an unknown algorithm is refused', () => rejects({ limit: 5, windowSeconds: 60, algorithm: 'leaky-bucket' }, /algorithm/));
+  it('a cost above the limit is refused', () => rejects({ limit: 5, windowSeconds: 60, cost: 6 }, /cost/));
+  it('an unknown option (a typo) is refused', () => rejects({ limit: 5, windowSecond: 60 }, /windowSecond/));
+
+  it('on a controller, the message names the controller', () => {
+    assert.throws(() => {
+      @RateLimit({ limit: 1.5, windowSeconds: 60 })
+      class AdminController {}
+      return AdminController;
+    }, /AdminController.*limit/);
+  });
+});

@@ -10,12 +10,11 @@ function hostPort(url) {
   return { host: u.hostname, port: Number(u.port || 6379) };
 }
 
-/** @type {Record<string, { connect(url: string): Promise<any> }>} */
-const libraries = {
-  'nestjs-redis-native': {
+function ours(options) {
+  return {
     async connect(url) {
       const { RedisClient, RedisService } = require('..');
-      const client = await RedisClient.connect({ url });
+      const client = await RedisClient.connect({ url, ...options });
       const redis = new RedisService(client);
       return {
         raw: redis,
@@ -27,7 +26,15 @@ const libraries = {
         close: () => client.close(),
       };
     },
-  },
+  };
+}
+
+/** @type {Record<string, { connect(url: string): Promise<any> }>} */
+const libraries = {
+  // as in production (NODE_ENV=production turns captureStackTraces off by default)
+  'nestjs-redis-native': ours({ captureStackTraces: false }),
+  // as in development: every rejection gets the stack of the code that awaited it
+  'nestjs-redis-native (stack traces)': ours({ captureStackTraces: true }),
 
   'ioredis (auto-pipelining)': ioredis(true),
   ioredis: ioredis(false),
@@ -125,6 +132,7 @@ function available() {
       'node-redis': 'redis',
       'valkey-glide': '@valkey/valkey-glide',
       'nestjs-redis-native': '..',
+      'nestjs-redis-native (stack traces)': '..',
       'rate-limiter-flexible': 'rate-limiter-flexible',
     }[name];
     try {

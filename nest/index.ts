@@ -1,11 +1,18 @@
 export { RedisModule } from './redis.module';
-export { type RedisModuleOptions, OPTIONS_TYPE, ASYNC_OPTIONS_TYPE } from './redis.module-definition';
+export {
+  type RedisModuleOptions,
+  type RateLimitModuleOptions,
+  type RateLimitOutage,
+  OPTIONS_TYPE,
+  ASYNC_OPTIONS_TYPE,
+} from './redis.module-definition';
 export { REDIS_MODULE_OPTIONS } from './redis.constants';
 export { Idempotent, type IdempotentOptions } from './idempotent.decorator';
 export { IdempotencyInterceptor } from './idempotent.interceptor';
-export { RateLimit, type RateLimitRule } from './rate-limit.decorator';
+export { RateLimit, type RateLimitRule, type RateLimitKey } from './rate-limit.decorator';
 export { RateLimitGuard } from './rate-limit.guard';
-export { RedisHealthIndicator, type RedisHealthIndicatorResult } from './redis.health';
+export { SkipRateLimit } from './skip-rate-limit.decorator';
+export { RedisHealthIndicator, type RedisHealthIndicatorResult, type RedisHealthCheckOptions } from './redis.health';
 export {
   CacheNamespace,
   CacheService,
@@ -31,10 +38,14 @@ export type {
   CacheUpdateOptions,
   IdempotencyServiceOptions,
   NamespaceOptions,
+  RateLimitAllResult,
+  RateLimitCheck,
   RateLimitOptions,
+  RateLimitRedisError,
   RateLimitResult,
   RateLimitServiceOptions,
   ReconnectOptions,
+  RedisClientEvent,
   RedisErrorCode,
   RedisOptions,
   SessionInfo,

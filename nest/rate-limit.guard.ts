@@ -1,25 +1,52 @@
-import { type CanActivate, type ExecutionContext, HttpException, HttpStatus, Injectable } from '@nestjs/common';
-import { HttpAdapterHost } from '@nestjs/core';
-import { RateLimitService, type RateLimitResult } from 'nestjs-redis-native';
+import {
+  type CanActivate,
+  type ExecutionContext,
+  HttpException,
+  HttpStatus,
+  Inject,
+  Injectable,
+  Logger,
+  Optional,
+} from '@nestjs/common';
+import { HttpAdapterHost, Reflector } from '@nestjs/core';
+import { RateLimitService, type RateLimitCheck, type RateLimitResult } from 'nestjs-redis-native';
 import type { RateLimitRule } from './rate-limit.decorator';
-import { RATE_LIMITS } from './redis.constants';
+import { RATE_LIMIT_GUARD_OPTIONS, RATE_LIMITS, SKIP_RATE_LIMIT } from './redis.constants';
+import { describeError, isOutage } from './redis.errors';
+import type { RateLimitOutage } from './redis.module-definition';
+import type { RateLimitGuardOptions } from './redis.providers';
 
 /** Marks a request already counted (the guard may run more than once for it). */
 const COUNTED = Symbol('nestjs-redis-native:rate-limited');
 
+/** Whether Redis is known to be unreachable, per limiter (shared by every guard instance using it). */
+const outages = new WeakMap<RateLimitService, boolean>();
+
 /**
- * Enforces `@RateLimit()`: counts the request against every limit of its route and its
- * controller, sets `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`
- * (seconds until the limit is fully back) from the tightest limit, and refuses with 429,
- * `Retry-After` (seconds) and a JSON body when any limit is exhausted. Usable per route
- * (the decorator adds it) and globally (`{ provide: APP_GUARD, useClass: RateLimitGuard }`).
+ * Enforces `@RateLimit()` (and the default rule of `rateLimit.default`): counts the
+ * request against every limit of its route and its controller at once (a request refused
+ * by one uses up none of the others), sets `X-RateLimit-Limit`, `X-RateLimit-Remaining`
+ * and `X-RateLimit-Reset` (seconds until the limit is fully back) from the tightest
+ * limit, and refuses with 429, `Retry-After` (seconds) and a JSON body when any limit is
+ * exhausted. When Redis cannot be reached it answers 503 (`rateLimit.outageStatus`)
+ * without rate-limit headers under the default `'fail-closed'` policy, or lets the
+ * request through without them under `'fail-open'`; either way the outage is logged once
+ * and `rateLimit.onOutage` is called. Usable per route (the decorator adds it) and
+ * globally (`{ provide: APP_GUARD, useClass: RateLimitGuard }`).
  */
 @Injectable()
 export class RateLimitGuard implements CanActivate {
+  private readonly logger = new Logger('RateLimitGuard');
+  private readonly options: RateLimitGuardOptions;
+
   constructor(
     private readonly limiter: RateLimitService,
     private readonly adapterHost: HttpAdapterHost,
-  ) {}
+    private readonly reflector: Reflector,
+    @Optional() @Inject(RATE_LIMIT_GUARD_OPTIONS) options?: RateLimitGuardOptions,
+  ) {
+    this.options = options ?? { outageStatus: 503 };
+  }
 
   async canActivate(context: ExecutionContext): Promise<boolean> {
     if (context.getType() !== 'http') return true;
@@ -30,32 +57,47 @@ export class RateLimitGuard implements CanActivate {
 
     const cls = context.getClass();
     const handler = context.getHandler();
-    const rules = [
+    if (this.reflector.getAllAndOverride<boolean>(SKIP_RATE_LIMIT, [handler, cls])) return true;
+    const route = `${cls.name}.${handler.name}`;
+    let rules = [
       ...((Reflect.getMetadata(RATE_LIMITS, cls) ?? []) as RateLimitRule[]).map((rule, i) => ({
         rule,
         scope: `${cls.name}#${i}`,
       })),
       ...((Reflect.getMetadata(RATE_LIMITS, handler) ?? []) as RateLimitRule[]).map((rule, i) => ({
         rule,
-        scope: `${cls.name}.${handler.name}#${i}`,
+        scope: `${route}#${i}`,
       })),
     ];
+    if (rules.length === 0 && this.options.default) rules = [{ rule: this.options.default, scope: `${route}#default` }];
     if (rules.length === 0) return true;
 
-    const checks = await Promise.all(
+    const checks: RateLimitCheck[] = await Promise.all(
       rules.map(async ({ rule, scope }) => {
         const { key, ...options } = rule;
-        const who = key ? await key(context) : clientIp(req);
-        return { key: `${scope}:${options.limit}/${options.windowSeconds}:${who}`, options };
+        // a key function that gives nothing usable falls back to the IP (marked, so it is never mistaken for a key)
+        const who = key ? ((await whoFrom(key, context)) ?? `ip:${clientIp(req)}`) : clientIp(req);
+        return { ...options, key: `${scope}:${options.limit}/${options.windowSeconds}:${who}` };
       }),
     );
-    // With several limits, a request refused by one must not use up the others: look
-    // first, count only when all would allow (each count is still atomic and exact).
-    let results = checks.length > 1 ? await Promise.all(checks.map((c) => this.limiter.status(c.key, c.options))) : [];
-    if (results.every((r) => r.allowed)) {
-      results = await Promise.all(checks.map((c) => this.limiter.consume(c.key, c.options)));
+
+    let results: RateLimitResult[];
+    try {
+      results = (await this.limiter.consumeAll(checks)).results;
+    } catch (error) {
+      if (!isOutage(error)) throw error;
+      // Redis went away between counting and refunding: the outage policy of the rules decides.
+      const open = checks.every((c) => (c.onRedisError ?? this.options.onRedisError) === 'fail-open');
+      return this.outage(describeError(error), open, context);
     }
+
+    const outage = results.find((r) => r.redisError)?.redisError;
     const refused = results.filter((r) => !r.allowed);
+    if (outage && !refused.some((r) => !r.redisError)) {
+      return this.outage(outage, refused.length === 0, context);
+    }
+    this.recovered();
+
     const shown = refused.length
       ? refused.reduce((a, b) => (b.retryAfterMs > a.retryAfterMs ? b : a))
       : results.reduce((a, b) => (b.remaining < a.remaining ? b : a));
@@ -78,6 +120,58 @@ export class RateLimitGuard implements CanActivate {
     }
     return true;
   }
+
+  /**
+   * Redis could not decide: log it once per outage, tell `onOutage`, and let the request
+   * through (`'fail-open'`) or refuse it with the outage status. No rate-limit headers:
+   * nothing was counted.
+   */
+  private outage(error: RateLimitOutage, open: boolean, context: ExecutionContext): true {
+    const { code, message } = error;
+    if (!outages.get(this.limiter)) {
+      outages.set(this.limiter, true);
+      this.logger.warn(
+        `Redis cannot be reached (${code}: ${message}); rate limits cannot be checked until it is back, meanwhile ` +
+          (open ? 'requests are let through (fail-open)' : `requests get ${this.options.outageStatus} (fail-closed)`),
+      );
+    }
+    if (this.options.onOutage) {
+      try {
+        this.options.onOutage({ code, message }, context);
+      } catch (hookError) {
+        this.logger.error(`rateLimit.onOutage threw: ${describeError(hookError).message}`);
+      }
+    }
+    if (open) return true;
+    const status = this.options.outageStatus;
+    throw new HttpException(
+      {
+        statusCode: status,
+        error: status === 503 ? 'Service Unavailable' : 'Too Many Requests',
+        message: 'Rate limiting is unavailable right now; retry later',
+      },
+      status,
+    );
+  }
+
+  private recovered(): void {
+    if (outages.get(this.limiter)) {
+      outages.set(this.limiter, false);
+      this.logger.log('Redis is reachable again; rate limits are enforced again');
+    }
+  }
+}
+
+/** The rule's own key for this request, or `undefined` when it gives nothing usable. */
+async function whoFrom(key: NonNullable<RateLimitRule['key']>, context: ExecutionContext): Promise<string | undefined> {
+  try {
+    const who = await key(context);
+    if (typeof who === 'string' && who !== '') return who;
+    if (typeof who === 'number' && Number.isFinite(who)) return String(who);
+  } catch {
+    // e.g. `body.email.toLowerCase()` on a body without one: limited by IP instead
+  }
+  return undefined;
 }
 
 function clientIp(req: any): string {

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Runs the Nest module tests (module wiring; @Idempotent() and @RateLimit() over Express and Fastify)
+// Runs the Nest module tests (module wiring, health timeout, connection logging; @Idempotent() and
+// @RateLimit() over Express and Fastify, also while Redis fails)
 // against every NestJS major the package supports
 // besides the one in devDependencies (12), the way a user gets the package: the
 // `npm pack` tarball unpacked into an app whose NestJS versions come from the
@@ -44,7 +45,16 @@ for (const major of majors) {
 
   const tests = path.join(app, 'test');
   fs.mkdirSync(path.join(tests, 'support'), { recursive: true });
-  const testFiles = ['nest.test.js', 'idempotent.e2e.test.js', 'rate-limit.e2e.test.js'];
+  const testFiles = [
+    'nest.test.js',
+    'nest-health.test.js',
+    'nest-connection-logging.test.js',
+    'idempotent.e2e.test.js',
+    'idempotent-outage.e2e.test.js',
+    'rate-limit.e2e.test.js',
+    'rate-limit-default.e2e.test.js',
+    'rate-limit-outage.e2e.test.js',
+  ];
   for (const f of testFiles) fs.copyFileSync(path.join(root, '.test-build', '__test__', f), path.join(tests, f));
   fs.cpSync(path.join(root, '.test-build', '__test__', 'support'), path.join(tests, 'support'), { recursive: true });
 

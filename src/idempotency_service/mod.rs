@@ -4,8 +4,8 @@
 //! Keys (after the client's prefix):
 //! - `{ns}:processed:<eventId>`: an event marked processed
 //! - `{ns}:<key>`: a hash `{ state: in-progress | completed, result, fingerprint,
-//!   resultTtl }`, expiring after the lock ttl while in progress and after the result ttl
-//!   once completed
+//!   resultTtl, owner }`, expiring after the lock ttl while in progress and after the
+//!   result ttl once completed
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -21,7 +21,8 @@ use crate::completion::{complete_with, js_error};
 use crate::connection::Connection;
 use crate::error::RnError;
 use crate::json::JsonText;
-use crate::script::{LuaScript, NO_ARGS};
+use crate::reply::int;
+use crate::script::LuaScript;
 
 static BEGIN: LazyLock<LuaScript> = lua_script!("begin.lua");
 static COMPLETE: LazyLock<LuaScript> = lua_script!("complete.lua");
@@ -44,6 +45,29 @@ pub struct IdempotencyServiceOptions {
   /// Default `resultTtl` of `begin`, seconds: how long a completed result is kept.
   /// Default 86400.
   pub result_ttl: Option<f64>,
+}
+
+/// Options of `complete` (instead of a ttl number).
+#[allow(dead_code)] // read from JS as JSON; this struct declares its TypeScript type
+#[napi(object)]
+pub struct CompleteOptions {
+  /// Seconds the result is kept. Default: the `resultTtl` of `begin`.
+  pub ttl: Option<f64>,
+  /// The `token` `begin` gave this caller: when its lock expired and another caller took
+  /// the key meanwhile, nothing is stored (`complete` resolves to `false`).
+  pub token: Option<String>,
+  /// The fingerprint given to `begin`, kept should the record have to be written again
+  /// (it expired, or Redis lost it), so later mismatches are still caught.
+  pub fingerprint: Option<String>,
+}
+
+/// Options of `abandon`.
+#[allow(dead_code)] // read from JS as JSON; this struct declares its TypeScript type
+#[napi(object)]
+pub struct AbandonOptions {
+  /// The `token` `begin` gave this caller: a key another caller took meanwhile is left
+  /// alone.
+  pub token: Option<String>,
 }
 
 /// Options of `begin`.
@@ -157,10 +181,11 @@ impl IdempotencyService {
   /// `{ state: 'in-progress' }`, or `{ state: 'completed', result }` once it completed.
   /// A started key nobody completes is released after `lockTtl` (a crashed worker), so
   /// a retry can start. With `fingerprint`, a different one on the same key gets
-  /// `{ state: 'mismatch' }`.
+  /// `{ state: 'mismatch' }`. The caller that started gets a `token`: give it to
+  /// `complete` / `abandon` so a late call never overwrites a newer run's key.
   #[napi(
     ts_args_type = "key: string, options?: BeginOptions",
-    ts_return_type = "Promise<{ state: 'started' } | { state: 'in-progress' } | { state: 'completed'; result: string } | { state: 'mismatch' }>"
+    ts_return_type = "Promise<{ state: 'started'; token: string } | { state: 'in-progress' } | { state: 'completed'; result: string } | { state: 'mismatch' }>"
   )]
   pub fn begin<'env>(
     &self,
@@ -180,7 +205,12 @@ impl IdempotencyService {
       let fingerprint = args::option_string(&map, "fingerprint")?.unwrap_or_default();
       Ok((
         record,
-        [args::millis(lock), args::millis(result), fingerprint],
+        [
+          args::millis(lock),
+          args::millis(result),
+          fingerprint,
+          uuid::Uuid::new_v4().to_string(),
+        ],
       ))
     })();
     let conn = self.conn.clone();
@@ -197,21 +227,23 @@ impl IdempotencyService {
           _ => String::new(),
         };
         let state = text(reply.first());
-        let out = if state == "completed" {
-          serde_json::json!({ "state": state, "result": text(reply.get(1)) })
-        } else {
-          serde_json::json!({ "state": state })
+        let out = match state.as_str() {
+          "completed" => serde_json::json!({ "state": state, "result": text(reply.get(1)) }),
+          "started" => serde_json::json!({ "state": state, "token": text(reply.get(1)) }),
+          _ => serde_json::json!({ "state": state }),
         };
         Ok(JsonText(out.to_string()))
       },
     )
   }
 
-  /// Stores `result` for `key` (kept `ttl` seconds, default the `resultTtl` of `begin`):
-  /// later `begin` calls get it back.
+  /// Stores `result` for `key` (kept `ttl` seconds, default the `resultTtl` of `begin`;
+  /// or give `{ ttl, token, fingerprint }`): later `begin` calls get it back. Resolves to
+  /// `false` when `token` no longer owns the key (its lock expired and another caller
+  /// started): nothing is stored then.
   #[napi(
-    ts_args_type = "key: string, result: string, ttl?: number",
-    ts_return_type = "Promise<void>"
+    ts_args_type = "key: string, result: string, ttlOrOptions?: number | CompleteOptions",
+    ts_return_type = "Promise<boolean>"
   )]
   pub fn complete<'env>(
     &self,
@@ -219,31 +251,74 @@ impl IdempotencyService {
     key: Unknown,
     result: Unknown,
     ttl: Option<Unknown>,
-  ) -> napi::Result<PromiseRaw<'env, ()>> {
+  ) -> napi::Result<PromiseRaw<'env, bool>> {
     let parsed = (|| {
       let record = self.record_key(&args::key(&key, "key")?);
       let result = args::string(&result, "result")?;
-      let ttl = args::ttl(ttl.as_ref(), "ttl")?
-        .map(args::millis)
-        .unwrap_or_default();
-      Ok((record, [result, ttl, args::millis(self.result_ttl)]))
+      let (ttl, token, fingerprint) = match ttl.as_ref() {
+        Some(o) if args::type_of(o) == napi::ValueType::Object => {
+          let map = args::options_object(
+            Some(o),
+            "complete options",
+            &["ttl", "token", "fingerprint"],
+          )?;
+          (
+            args::option_seconds(&map, "ttl")?,
+            args::option_string(&map, "token")?,
+            args::option_string(&map, "fingerprint")?,
+          )
+        }
+        other => (args::ttl(other, "ttl")?, None, None),
+      };
+      Ok((
+        record,
+        [
+          result,
+          ttl.map(args::millis).unwrap_or_default(),
+          args::millis(self.result_ttl),
+          token.unwrap_or_default(),
+          fingerprint.unwrap_or_default(),
+        ],
+      ))
     })();
     let conn = self.conn.clone();
     complete_with(
       env,
       self.conn.traces(),
       parsed,
-      move |(record, argv)| async move { COMPLETE.run(&conn, &[&record], &argv).await.map(|_| ()) },
+      move |(record, argv)| async move { Ok(int(COMPLETE.run(&conn, &[&record], &argv).await?)? == 1) },
     )
   }
 
-  /// Releases `key` after a failure so a retry can start (a completed result is kept).
-  #[napi(ts_args_type = "key: string", ts_return_type = "Promise<void>")]
-  pub fn abandon<'env>(&self, env: &'env Env, key: Unknown) -> napi::Result<PromiseRaw<'env, ()>> {
-    let parsed = args::key(&key, "key").map(|k| self.record_key(&k));
+  /// Releases `key` after a failure so a retry can start (a completed result is kept;
+  /// with `{ token }`, a key another caller took meanwhile is left alone). Resolves to
+  /// whether it released the key.
+  #[napi(
+    ts_args_type = "key: string, options?: AbandonOptions",
+    ts_return_type = "Promise<boolean>"
+  )]
+  pub fn abandon<'env>(
+    &self,
+    env: &'env Env,
+    key: Unknown,
+    options: Option<Unknown>,
+  ) -> napi::Result<PromiseRaw<'env, bool>> {
+    let parsed = (|| {
+      let record = self.record_key(&args::key(&key, "key")?);
+      let map = args::options_object(options.as_ref(), "abandon options", &["token"])?;
+      Ok((
+        record,
+        args::option_string(&map, "token")?.unwrap_or_default(),
+      ))
+    })();
     let conn = self.conn.clone();
-    complete_with(env, self.conn.traces(), parsed, move |record| async move {
-      ABANDON.run(&conn, &[&record], NO_ARGS).await.map(|_| ())
-    })
+    complete_with(
+      env,
+      self.conn.traces(),
+      parsed,
+      move |(record, token)| async move {
+        Ok(int(ABANDON.run(&conn, &[&record], &[token.as_bytes()]).await?)? == 1)
+      },
+    )
   }
 }

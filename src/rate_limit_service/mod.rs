@@ -519,15 +519,23 @@ impl RateLimitService {
         let counted: Vec<usize> = (0..reqs.len())
           .filter(|&i| decisions[i].allowed && decisions[i].redis_error.is_none())
           .collect();
-        futures_util::future::try_join_all(
+        let refunds = futures_util::future::join_all(
           counted
             .iter()
             .map(|&i| Self::refund(&conn, &reqs[i], decisions[i].undo.as_deref().unwrap_or(""))),
         )
-        .await?;
-        for i in counted {
-          let d = &mut decisions[i];
-          d.remaining = (d.remaining + reqs[i].cost as f64).min(reqs[i].limit as f64);
+        .await;
+        for (&i, refund) in counted.iter().zip(refunds) {
+          match refund {
+            Ok(()) => {
+              let d = &mut decisions[i];
+              d.remaining = (d.remaining + reqs[i].cost as f64).min(reqs[i].limit as f64);
+            }
+            // Redis went away between the count and the refund: the request stays
+            // counted there (on the safe side), and the answer is still "refused"
+            Err(e) if is_outage(&e) => {}
+            Err(e) => return Err(e),
+          }
         }
       }
       let results: Vec<_> = reqs
