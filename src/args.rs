@@ -460,4 +460,106 @@ mod tests {
     assert_eq!(format_number(-3.0), "-3");
     assert_eq!(format_number(1.5), "1.5");
   }
+
+  fn options(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    match v {
+      serde_json::Value::Object(map) => map,
+      other => panic!("not an object: {other}"),
+    }
+  }
+
+  #[test]
+  fn an_absent_or_null_option_is_not_given() {
+    let map = options(serde_json::json!({ "ttlSeconds": null }));
+    assert_eq!(option_seconds(&map, "ttlSeconds").unwrap(), None);
+    assert_eq!(option_seconds(&map, "other").unwrap(), None);
+    assert_eq!(option_count(&map, "ttlSeconds", 1).unwrap(), None);
+    assert_eq!(option_string(&map, "ttlSeconds").unwrap(), None);
+  }
+
+  #[test]
+  fn option_seconds_reads_a_ttl_like_a_ttl_argument() {
+    let map = options(serde_json::json!({ "ttlSeconds": 0.25 }));
+    assert_eq!(
+      option_seconds(&map, "ttlSeconds").unwrap(),
+      Some(Duration::from_millis(250))
+    );
+  }
+
+  #[test]
+  fn option_seconds_refuses_zero_and_what_is_not_a_number() {
+    for bad in [
+      serde_json::json!({ "ttlSeconds": 0 }),
+      serde_json::json!({ "ttlSeconds": -2 }),
+      serde_json::json!({ "ttlSeconds": "60" }),
+      serde_json::json!({ "ttlSeconds": true }),
+    ] {
+      let e = option_seconds(&options(bad.clone()), "ttlSeconds").unwrap_err();
+      assert_eq!(e.code, crate::error::ErrorCode::InvalidArgument, "{bad}");
+      assert!(e.message.contains("ttlSeconds"), "{}", e.message);
+    }
+  }
+
+  #[test]
+  fn option_count_takes_whole_numbers_from_the_minimum() {
+    let map = options(serde_json::json!({ "limit": 3, "zero": 0 }));
+    assert_eq!(option_count(&map, "limit", 1).unwrap(), Some(3));
+    assert_eq!(option_count(&map, "zero", 0).unwrap(), Some(0));
+  }
+
+  #[test]
+  fn option_count_refuses_fractions_values_below_the_minimum_and_non_numbers() {
+    for bad in [
+      serde_json::json!({ "limit": 1.5 }),
+      serde_json::json!({ "limit": 0 }),
+      serde_json::json!({ "limit": -1 }),
+      serde_json::json!({ "limit": 9_007_199_254_740_993u64 }),
+      serde_json::json!({ "limit": "3" }),
+    ] {
+      let e = option_count(&options(bad.clone()), "limit", 1).unwrap_err();
+      assert_eq!(
+        e.message, "option `limit` must be a whole number >= 1",
+        "{bad}"
+      );
+    }
+  }
+
+  #[test]
+  fn option_string_takes_a_non_empty_string_only() {
+    let map = options(serde_json::json!({ "name": "jobs", "empty": "", "number": 5 }));
+    assert_eq!(
+      option_string(&map, "name").unwrap().as_deref(),
+      Some("jobs")
+    );
+    for name in ["empty", "number"] {
+      let e = option_string(&map, name).unwrap_err();
+      assert_eq!(
+        e.message,
+        format!("option `{name}` must be a non-empty string")
+      );
+    }
+  }
+
+  #[test]
+  fn millis_writes_whole_milliseconds() {
+    assert_eq!(millis(Duration::from_millis(1500)), "1500");
+    assert_eq!(millis(Duration::from_micros(2500)), "2");
+  }
+
+  #[test]
+  fn large_and_tiny_numbers_are_written_like_javascript() {
+    assert_eq!(format_number(1e20), "100000000000000000000");
+    assert_eq!(format_number(0.1), "0.1");
+    assert_eq!(format_number(-0.0), "0");
+  }
+
+  #[test]
+  fn the_largest_ttl_is_a_trillion_seconds() {
+    assert_eq!(
+      ttl_seconds(1e12, "ttl").unwrap(),
+      Duration::from_secs(1_000_000_000_000)
+    );
+    let e = ttl_seconds(1e12 + 1.0, "ttl").unwrap_err();
+    assert!(e.message.contains("too large"), "{}", e.message);
+  }
 }

@@ -421,4 +421,102 @@ mod tests {
       "connect to 127.0.0.1:1: refused (ERR_REDIS_CONNECTION)"
     );
   }
+
+  #[test]
+  fn a_code_reads_as_its_stable_name_where_text_is_expected() {
+    fn text(s: impl AsRef<str>) -> String {
+      s.as_ref().to_string()
+    }
+    for code in ErrorCode::ALL {
+      assert_eq!(text(code), code.as_str());
+    }
+  }
+
+  #[test]
+  fn every_code_is_listed_once_in_all() {
+    for (i, a) in ErrorCode::ALL.iter().enumerate() {
+      for b in &ErrorCode::ALL[i + 1..] {
+        assert_ne!(a, b);
+      }
+    }
+  }
+
+  #[test]
+  fn each_constructor_gives_its_code() {
+    assert_eq!(RnError::invalid("x").code, ErrorCode::InvalidArgument);
+    assert_eq!(RnError::connection("x").code, ErrorCode::RedisConnection);
+    assert_eq!(RnError::timeout("x").code, ErrorCode::RedisTimeout);
+    assert_eq!(RnError::serialization("x").code, ErrorCode::Serialization);
+    assert_eq!(RnError::internal("x").code, ErrorCode::Internal);
+    assert_eq!(RnError::invalid("x").server_code, None);
+  }
+
+  #[test]
+  fn using_a_closed_client_says_how_to_get_a_new_one() {
+    let e = RnError::closed();
+    assert_eq!(e.code, ErrorCode::ClientClosed);
+    assert!(e.message.contains("RedisClient.connect()"), "{}", e.message);
+  }
+
+  #[test]
+  fn a_server_reply_without_detail_is_its_code_alone() {
+    let mapped = RnError::from(server_error("NOSCRIPT"));
+    assert_eq!(mapped.message, "NOSCRIPT");
+    assert_eq!(mapped.server_code.as_deref(), Some("NOSCRIPT"));
+    assert_eq!(mapped.code, ErrorCode::RedisCommand);
+  }
+
+  #[test]
+  fn an_unknown_server_code_is_a_command_error() {
+    let err = server_error("MYMODULE something went wrong");
+    assert_eq!(classify(&err), ErrorCode::RedisCommand);
+    assert_eq!(NotNow::of(&err), None);
+    assert_eq!(RnError::from(err).server_code.as_deref(), Some("MYMODULE"));
+  }
+
+  #[test]
+  fn a_refused_login_is_an_auth_error() {
+    let err = RedisError::from((
+      ErrorKind::AuthenticationFailed,
+      "Password authentication failed",
+    ));
+    assert_eq!(classify(&err), ErrorCode::RedisAuth);
+  }
+
+  #[test]
+  fn an_invalid_client_config_is_an_invalid_argument() {
+    let err = RedisError::from((ErrorKind::InvalidClientConfig, "Redis URL did not parse"));
+    assert_eq!(classify(&err), ErrorCode::InvalidArgument);
+    let mapped = RnError::from(err);
+    assert_eq!(mapped.code, ErrorCode::InvalidArgument);
+    assert_eq!(mapped.server_code, None);
+    assert!(
+      mapped.message.contains("Redis URL did not parse"),
+      "{}",
+      mapped.message
+    );
+  }
+
+  #[test]
+  fn a_reply_of_the_wrong_type_is_an_internal_error() {
+    let err = RedisError::from((
+      ErrorKind::UnexpectedReturnType,
+      "Response was of incompatible type",
+    ));
+    assert_eq!(classify(&err), ErrorCode::Internal);
+    assert!(!is_fatal_for_connection(&err));
+  }
+
+  #[test]
+  fn a_protocol_parse_error_condemns_the_connection() {
+    let err = redis::parse_redis_value(b"?what\r\n").unwrap_err();
+    assert_eq!(classify(&err), ErrorCode::RedisConnection);
+    assert!(is_fatal_for_connection(&err));
+  }
+
+  #[test]
+  fn a_would_block_io_error_is_a_timeout() {
+    let err = RedisError::from(io::Error::from(io::ErrorKind::WouldBlock));
+    assert_eq!(classify(&err), ErrorCode::RedisTimeout);
+  }
 }

@@ -115,3 +115,50 @@ impl napi::bindgen_prelude::ToNapiValue for JsonText {
     }
   }
 }
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use crate::error::ErrorCode;
+
+  /// The error of a `text` call that must fail.
+  fn refused(bytes: &[u8], key: &str) -> RnError {
+    match text(bytes.to_vec(), key) {
+      Ok(t) => panic!("accepted {:?}", t.0),
+      Err(e) => e,
+    }
+  }
+
+  #[test]
+  fn stored_json_is_handed_on_as_the_text_it_is() {
+    let t = text(br#"{"a":[1,2.5,"x"],"b":null}"#.to_vec(), "k").unwrap();
+    assert_eq!(t.0, r#"{"a":[1,2.5,"x"],"b":null}"#);
+  }
+
+  #[test]
+  fn numbers_past_what_a_double_holds_are_not_rounded_in_rust() {
+    let t = text(b"12345678901234567890123".to_vec(), "k").unwrap();
+    assert_eq!(t.0, "12345678901234567890123");
+  }
+
+  #[test]
+  fn stored_data_that_is_not_json_is_a_serialization_error_naming_the_key() {
+    for bad in [&b"not json"[..], b"{\"a\":", b"", b"{} {}"] {
+      let e = refused(bad, "session:1");
+      assert_eq!(e.code, ErrorCode::Serialization);
+      assert!(
+        e.message
+          .starts_with("the value stored at `session:1` is not valid JSON: "),
+        "{}",
+        e.message
+      );
+    }
+  }
+
+  #[test]
+  fn stored_json_with_bytes_that_are_not_utf8_is_a_serialization_error() {
+    let e = refused(b"\"\xff\"", "k");
+    assert_eq!(e.code, ErrorCode::Serialization);
+    assert!(e.message.contains("`k`"), "{}", e.message);
+  }
+}

@@ -90,4 +90,52 @@ mod tests {
     assert_eq!(assemble(&pairs, b"d:"), r#"{"a":1,"q\"x":[1,2]}"#);
     assert_eq!(assemble(&[], b"d:"), "{}");
   }
+
+  fn bulk(s: &str) -> Value {
+    Value::BulkString(s.as_bytes().to_vec())
+  }
+
+  #[test]
+  fn a_field_without_a_value_or_with_a_value_that_is_not_a_string_is_skipped() {
+    let pairs = [
+      bulk("d:n"),
+      Value::Int(1),
+      bulk("d:a"),
+      bulk("1"),
+      bulk("d:z"),
+    ];
+    assert_eq!(assemble(&pairs, b"d:"), r#"{"a":1}"#);
+  }
+
+  #[test]
+  fn an_empty_prefix_takes_every_field() {
+    assert_eq!(
+      assemble(&[bulk("x"), bulk("true"), bulk("y"), bulk("null")], b""),
+      r#"{"x":true,"y":null}"#
+    );
+  }
+
+  #[test]
+  fn field_args_put_each_field_behind_the_prefix_with_its_json() {
+    let fields: ObjectFields = serde_json::from_str(r#"{"b":[1, 2],"a":"x"}"#).unwrap();
+    let args: Vec<String> = field_args("d:", fields)
+      .into_iter()
+      .map(|a| String::from_utf8(a).unwrap())
+      .collect();
+    assert_eq!(args, ["d:a", r#""x""#, "d:b", "[1, 2]"]);
+  }
+
+  #[test]
+  fn field_args_and_assemble_round_trip_an_object() {
+    let text = r#"{"n":12345678901234567890,"s":"é\"","o":{"k":[]}}"#;
+    let fields: ObjectFields = serde_json::from_str(text).unwrap();
+    let pairs: Vec<Value> = field_args("f:", fields)
+      .into_iter()
+      .map(Value::BulkString)
+      .collect();
+    assert_eq!(
+      assemble(&pairs, b"f:"),
+      r#"{"n":12345678901234567890,"o":{"k":[]},"s":"é\""}"#
+    );
+  }
 }

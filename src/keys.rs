@@ -269,4 +269,168 @@ mod tests {
       vec![1, 3, 4]
     );
   }
+
+  #[test]
+  fn command_names_in_the_table_are_matched_in_lower_case() {
+    let t = KeyTable::from_command_reply(&Value::Array(vec![entry("GET", &[], 1, 1, 1)]));
+    assert_eq!(
+      t.positions("get", &args(&["GET", "k"])),
+      Positions::Known(vec![1])
+    );
+  }
+
+  #[test]
+  fn command_names_given_as_status_replies_are_read_too() {
+    let mut status = entry("x", &[], 1, 1, 1);
+    if let Value::Array(fields) = &mut status {
+      fields[0] = Value::SimpleString("strlen".into());
+    }
+    let t = KeyTable::from_command_reply(&Value::Array(vec![status]));
+    assert_eq!(
+      t.positions("strlen", &args(&["STRLEN", "k"])),
+      Positions::Known(vec![1])
+    );
+  }
+
+  #[test]
+  fn malformed_command_entries_are_skipped_and_the_rest_kept() {
+    let mut bad_step = entry("badstep", &[], 1, 1, 1);
+    if let Value::Array(fields) = &mut bad_step {
+      fields[5] = bulk("1");
+    }
+    let mut nameless = entry("x", &[], 1, 1, 1);
+    if let Value::Array(fields) = &mut nameless {
+      fields[0] = Value::Nil;
+    }
+    let reply = Value::Array(vec![
+      bulk("not an entry"),
+      Value::Array(vec![bulk("short"), Value::Int(2)]),
+      bad_step,
+      nameless,
+      entry("get", &[], 1, 1, 1),
+    ]);
+    let t = KeyTable::from_command_reply(&reply);
+    assert_eq!(
+      t.positions("badstep", &args(&["BADSTEP", "k"])),
+      Positions::Known(vec![])
+    );
+    assert_eq!(
+      t.positions("get", &args(&["GET", "k"])),
+      Positions::Known(vec![1])
+    );
+  }
+
+  #[test]
+  fn flags_given_as_a_set_are_read_and_missing_flags_mean_fixed_keys() {
+    let mut set_flags = entry("sort", &[], 1, 1, 1);
+    if let Value::Array(fields) = &mut set_flags {
+      fields[2] = Value::Set(vec![Value::Okay, Value::SimpleString("movablekeys".into())]);
+    }
+    let mut no_flags = entry("strlen", &[], 1, 1, 1);
+    if let Value::Array(fields) = &mut no_flags {
+      fields[2] = Value::Nil;
+    }
+    let t = KeyTable::from_command_reply(&Value::Array(vec![set_flags, no_flags]));
+    assert_eq!(
+      t.positions("sort", &args(&["SORT", "k", "STORE", "d"])),
+      Positions::AskServer
+    );
+    assert_eq!(
+      t.positions("strlen", &args(&["STRLEN", "k"])),
+      Positions::Known(vec![1])
+    );
+  }
+
+  #[test]
+  fn a_command_reply_that_is_not_an_array_gives_an_empty_table() {
+    let t = KeyTable::from_command_reply(&Value::Nil);
+    assert_eq!(
+      t.positions("get", &args(&["GET", "k"])),
+      Positions::Known(vec![])
+    );
+  }
+
+  #[test]
+  fn a_fixed_last_key_is_capped_at_the_arguments_given() {
+    let t = KeyTable::from_command_reply(&Value::Array(vec![entry("rename", &[], 1, 2, 1)]));
+    assert_eq!(
+      t.positions("rename", &args(&["RENAME", "a"])),
+      Positions::Known(vec![1])
+    );
+    assert_eq!(
+      t.positions("rename", &args(&["RENAME", "a", "b"])),
+      Positions::Known(vec![1, 2])
+    );
+  }
+
+  #[test]
+  fn a_negative_last_key_counts_from_the_end() {
+    // BITOP-like: keys from 2 to the last argument.
+    let t = KeyTable::from_command_reply(&Value::Array(vec![entry("bitop", &[], 2, -1, 1)]));
+    assert_eq!(
+      t.positions("bitop", &args(&["BITOP", "AND", "d", "a", "b"])),
+      Positions::Known(vec![2, 3, 4])
+    );
+    // -2: the final argument is not a key.
+    let t = KeyTable::from_command_reply(&Value::Array(vec![entry("tail", &[], 1, -2, 1)]));
+    assert_eq!(
+      t.positions("tail", &args(&["TAIL", "a", "b", "x"])),
+      Positions::Known(vec![1, 2])
+    );
+  }
+
+  #[test]
+  fn script_numkeys_that_is_missing_negative_or_too_large_is_bounded() {
+    let t = table();
+    assert_eq!(
+      t.positions("eval", &args(&["EVAL", "return 1"])),
+      Positions::Known(vec![])
+    );
+    assert_eq!(
+      t.positions("fcall", &args(&["FCALL", "f", "-3", "k"])),
+      Positions::Known(vec![])
+    );
+    assert_eq!(
+      t.positions("fcall_ro", &args(&["FCALL_RO", "f", "five", "k"])),
+      Positions::Known(vec![])
+    );
+    assert_eq!(
+      t.positions("evalsha_ro", &args(&["EVALSHA_RO", "abc", "9", "k1", "k2"])),
+      Positions::Known(vec![3, 4])
+    );
+  }
+
+  #[test]
+  fn returned_keys_are_matched_to_the_arguments_in_order() {
+    // The same text as a key and as a later argument: the first free position is taken.
+    let reply = Value::Array(vec![bulk("a"), bulk("a")]);
+    assert_eq!(
+      positions_of_returned_keys(&reply, &args(&["CMD", "x", "a", "y", "a"])),
+      vec![2, 4]
+    );
+  }
+
+  #[test]
+  fn returned_keys_that_match_no_argument_or_are_not_strings_are_ignored() {
+    let reply = Value::Array(vec![bulk("gone"), Value::Int(1), bulk("k")]);
+    assert_eq!(
+      positions_of_returned_keys(&reply, &args(&["CMD", "k"])),
+      vec![1]
+    );
+  }
+
+  #[test]
+  fn a_getkeys_reply_that_is_not_an_array_names_no_keys() {
+    assert_eq!(
+      positions_of_returned_keys(&Value::Nil, &args(&["CMD", "k"])),
+      Vec::<usize>::new()
+    );
+  }
+
+  #[test]
+  fn strip_leaves_a_key_without_the_prefix_unchanged_and_an_empty_prefix_is_a_no_op() {
+    assert_eq!(strip("", "k"), "k");
+    assert_eq!(prefixed("", "k"), "k");
+    assert_eq!(strip("app:", "app:"), "");
+  }
 }

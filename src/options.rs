@@ -791,4 +791,246 @@ mod tests {
     let c = parse(json!({ "password": "hunter2" })).unwrap();
     assert!(!format!("{c:?}").contains("hunter2"));
   }
+
+  #[test]
+  fn tls_false_turns_off_the_tls_of_a_rediss_url() {
+    let c = parse(json!({ "url": "rediss://example.test", "tls": false })).unwrap();
+    assert!(c.tls.is_none());
+  }
+
+  #[test]
+  fn tls_true_keeps_the_verified_tls_of_a_rediss_url() {
+    let c = parse(json!({ "url": "rediss://example.test", "tls": true })).unwrap();
+    assert!(c.tls.unwrap().reject_unauthorized);
+  }
+
+  #[test]
+  fn tls_true_verifies_the_server_by_default() {
+    let tls = parse(json!({ "tls": true })).unwrap().tls.unwrap();
+    assert_eq!(
+      tls,
+      TlsConfig {
+        reject_unauthorized: true,
+        ..Default::default()
+      }
+    );
+  }
+
+  #[test]
+  fn a_tls_certificate_must_be_pem_text_or_a_buffer() {
+    for bad in [json!(5), json!(["PEM"]), json!({ "pem": "x" })] {
+      let e = parse(json!({ "tls": { "ca": bad } })).unwrap_err();
+      assert_eq!(e.code, crate::error::ErrorCode::InvalidArgument);
+      assert_eq!(
+        e.message, "option `tls.ca` must be PEM text (string or Buffer)",
+        "{bad}"
+      );
+    }
+  }
+
+  #[test]
+  fn a_buffer_certificate_with_bytes_out_of_range_is_refused() {
+    for data in [json!([65, 256]), json!([-1]), json!("AB"), json!(null)] {
+      let e = parse(json!({ "tls": { "key": { "type": "Buffer", "data": data }, "cert": "C" } }))
+        .unwrap_err();
+      assert_eq!(
+        e.message, "option `tls.key` is not a valid Buffer",
+        "{data}"
+      );
+    }
+  }
+
+  #[test]
+  fn tls_reject_unauthorized_must_be_a_boolean() {
+    let e = parse(json!({ "tls": { "rejectUnauthorized": "false" } })).unwrap_err();
+    assert_eq!(
+      e.message,
+      "option `tls.rejectUnauthorized` must be a boolean"
+    );
+  }
+
+  #[test]
+  fn reconnect_must_be_an_object() {
+    let e = parse(json!({ "reconnect": true })).unwrap_err();
+    assert_eq!(e.message, "option `reconnect` must be an object");
+  }
+
+  #[test]
+  fn reconnect_at_startup_is_off_unless_asked_for() {
+    assert!(!parse(json!({})).unwrap().reconnect.at_startup);
+    assert!(
+      parse(json!({ "reconnect": { "atStartup": true } }))
+        .unwrap()
+        .reconnect
+        .at_startup
+    );
+  }
+
+  #[test]
+  fn reconnect_at_startup_must_be_a_boolean() {
+    let e = parse(json!({ "reconnect": { "atStartup": 1 } })).unwrap_err();
+    assert_eq!(e.message, "option `reconnect.atStartup` must be a boolean");
+  }
+
+  #[test]
+  fn a_min_delay_above_the_default_max_raises_the_max_to_it() {
+    let c = parse(json!({ "reconnect": { "minDelayMs": 20_000 } })).unwrap();
+    assert_eq!(c.reconnect.min_delay, Duration::from_secs(20));
+    assert_eq!(c.reconnect.max_delay, Duration::from_secs(20));
+  }
+
+  #[test]
+  fn capture_stack_traces_must_be_a_boolean() {
+    let e = parse(json!({ "captureStackTraces": "yes" })).unwrap_err();
+    assert_eq!(e.message, "option `captureStackTraces` must be a boolean");
+  }
+
+  #[test]
+  fn stack_traces_are_captured_outside_production_unless_turned_off() {
+    let prod = env(&[("NODE_ENV", "production")]);
+    let dev = env(&[("NODE_ENV", "development")]);
+    assert!(
+      parse_options(Some(&json!({})), &dev)
+        .unwrap()
+        .capture_stack_traces
+    );
+    assert!(
+      parse_options(Some(&json!({})), &HashMap::new())
+        .unwrap()
+        .capture_stack_traces
+    );
+    assert!(
+      !parse_options(Some(&json!({})), &prod)
+        .unwrap()
+        .capture_stack_traces
+    );
+    let on = json!({ "captureStackTraces": true });
+    assert!(
+      parse_options(Some(&on), &prod)
+        .unwrap()
+        .capture_stack_traces
+    );
+    let off = json!({ "captureStackTraces": false });
+    assert!(
+      !parse_options(Some(&off), &dev)
+        .unwrap()
+        .capture_stack_traces
+    );
+  }
+
+  #[test]
+  fn max_value_bytes_and_max_in_flight_default_and_are_bounded() {
+    let c = parse(json!({})).unwrap();
+    assert_eq!(c.max_value_bytes, 512 * 1024 * 1024);
+    assert_eq!(c.max_in_flight, 10_000);
+    let c = parse(json!({ "maxValueBytes": 1024, "maxInFlight": 1 })).unwrap();
+    assert_eq!((c.max_value_bytes, c.max_in_flight), (1024, 1));
+    for bad in [
+      json!({ "maxValueBytes": 0 }),
+      json!({ "maxValueBytes": 512 * 1024 * 1024 + 1 }),
+      json!({ "maxInFlight": 0 }),
+      json!({ "maxInFlight": 2.5 }),
+    ] {
+      assert!(parse(bad.clone()).is_err(), "{bad}");
+    }
+  }
+
+  #[test]
+  fn a_url_without_a_host_is_refused() {
+    for url in ["redis:localhost", "redis://", "redis:///0"] {
+      let e = parse(json!({ "url": url })).unwrap_err();
+      assert_eq!(
+        e.message, "option `url` is not a valid Redis URL: no host",
+        "{url}"
+      );
+    }
+  }
+
+  #[test]
+  fn valkey_schemes_are_redis_schemes() {
+    assert!(parse(json!({ "url": "valkey://h" })).unwrap().tls.is_none());
+    assert!(parse(json!({ "url": "valkeys://h" }))
+      .unwrap()
+      .tls
+      .is_some());
+  }
+
+  #[test]
+  fn the_db_query_parameter_selects_the_database() {
+    let c = parse(json!({ "url": "redis://h:1/2?db=5&protocol=resp2" })).unwrap();
+    assert_eq!(c.db, 5);
+    let c = parse(json!({ "url": "redis://h?protocol=resp2" })).unwrap();
+    assert_eq!(c.db, 0);
+  }
+
+  #[test]
+  fn a_db_query_parameter_that_is_not_a_number_is_refused() {
+    let e = parse(json!({ "url": "redis://:hunter2@h?db=first" })).unwrap_err();
+    assert_eq!(
+      e.message,
+      "option `url` is not a valid Redis URL: db must be a database number"
+    );
+  }
+
+  #[test]
+  fn bad_percent_encoding_in_the_credentials_is_refused_without_echoing_them() {
+    for url in [
+      "redis://us%zzer:pw@h",
+      "redis://u:hunter2%@h",
+      "redis://u:hunter2%ff@h",
+    ] {
+      let e = parse(json!({ "url": url })).unwrap_err();
+      assert_eq!(
+        e.message, "option `url` is not a valid Redis URL: bad percent-encoding",
+        "{url}"
+      );
+    }
+  }
+
+  #[test]
+  fn the_address_of_a_host_name_or_ipv4_host_has_no_brackets() {
+    let c = parse(json!({ "host": "cache.internal", "port": 6390 })).unwrap();
+    assert_eq!(c.address(), "cache.internal:6390");
+    let c = parse(json!({ "url": "redis://127.0.0.1:6391" })).unwrap();
+    assert_eq!(c.address(), "127.0.0.1:6391");
+  }
+
+  #[test]
+  fn an_empty_environment_variable_counts_as_unset() {
+    let c = parse_options(None, &env(&[("REDIS_URL", ""), ("REDIS_HOST", "h")])).unwrap();
+    assert_eq!(c.host, "h");
+  }
+
+  #[test]
+  fn redis_tls_takes_the_usual_words_for_yes() {
+    for (word, on) in [
+      ("1", true),
+      ("YES", true),
+      ("on", true),
+      ("0", false),
+      ("no", false),
+    ] {
+      let c = parse_options(None, &env(&[("REDIS_TLS", word)])).unwrap();
+      assert_eq!(c.tls.is_some(), on, "{word}");
+    }
+  }
+
+  #[test]
+  fn a_redis_db_that_is_not_a_number_is_refused() {
+    let e = parse_options(None, &env(&[("REDIS_DB", "two")])).unwrap_err();
+    assert_eq!(e.message, "REDIS_DB must be a database number");
+  }
+
+  #[test]
+  fn redis_username_and_password_supply_what_redis_url_leaves_out() {
+    let e = env(&[
+      ("REDIS_URL", "redis://h:7000"),
+      ("REDIS_USERNAME", "envuser"),
+      ("REDIS_PASSWORD", "envpass"),
+    ]);
+    let c = parse_options(None, &e).unwrap();
+    assert_eq!((c.host.as_str(), c.port), ("h", 7000));
+    assert_eq!(c.username.as_deref(), Some("envuser"));
+    assert_eq!(c.password.as_deref(), Some("envpass"));
+  }
 }

@@ -131,4 +131,169 @@ mod tests {
       Reply::Array(vec![Reply::Number(1.0), Reply::Array(vec![Reply::Null])])
     );
   }
+
+  /// The value redis-rs's parser makes of `resp` (one reply on the wire).
+  fn wire(resp: &str) -> Value {
+    redis::parse_redis_value(resp.as_bytes()).expect("valid RESP")
+  }
+
+  #[test]
+  fn int_reads_an_integer_reply() {
+    assert_eq!(int(Value::Int(-42)), Ok(-42));
+  }
+
+  #[test]
+  fn int_of_any_other_reply_is_an_internal_error_naming_the_reply() {
+    let e = int(Value::BulkString(b"42".to_vec())).unwrap_err();
+    assert_eq!(e.code, ErrorCode::Internal);
+    assert!(
+      e.message.starts_with("expected an integer reply, got "),
+      "{}",
+      e.message
+    );
+    assert!(e.message.contains("42"), "{}", e.message);
+  }
+
+  #[test]
+  fn status_replies_become_their_text() {
+    assert_eq!(Reply::from(wire("+PONG\r\n")), Reply::Text("PONG".into()));
+    assert_eq!(Reply::from(wire("+OK\r\n")), Reply::Text("OK".into()));
+  }
+
+  #[test]
+  fn sets_become_arrays_in_server_order() {
+    assert_eq!(
+      Reply::from(wire("~2\r\n$1\r\nb\r\n:1\r\n")),
+      Reply::Array(vec![Reply::Text("b".into()), Reply::Number(1.0)])
+    );
+  }
+
+  #[test]
+  fn maps_become_objects_keyed_by_text_in_server_order() {
+    assert_eq!(
+      Reply::from(wire(
+        "%2\r\n+server\r\n$5\r\nredis\r\n$5\r\nproto\r\n:3\r\n"
+      )),
+      Reply::Map(vec![
+        ("server".into(), Reply::Text("redis".into())),
+        ("proto".into(), Reply::Number(3.0)),
+      ])
+    );
+  }
+
+  #[test]
+  fn map_values_are_converted_recursively() {
+    assert_eq!(
+      Reply::from(wire("%1\r\n+m\r\n%1\r\n+inner\r\n*1\r\n_\r\n")),
+      Reply::Map(vec![(
+        "m".into(),
+        Reply::Map(vec![("inner".into(), Reply::Array(vec![Reply::Null]))])
+      )])
+    );
+  }
+
+  #[test]
+  fn numeric_map_keys_are_written_as_javascript_would() {
+    assert_eq!(
+      Reply::from(wire("%2\r\n:7\r\n+int\r\n,1.5\r\n+double\r\n")),
+      Reply::Map(vec![
+        ("7".into(), Reply::Text("int".into())),
+        ("1.5".into(), Reply::Text("double".into())),
+      ])
+    );
+  }
+
+  #[test]
+  fn map_keys_that_are_not_text_or_numbers_are_written_in_their_debug_form() {
+    assert_eq!(
+      Reply::from(wire("%2\r\n_\r\n+nil\r\n#t\r\n+bool\r\n")),
+      Reply::Map(vec![
+        ("Null".into(), Reply::Text("nil".into())),
+        ("Bool(true)".into(), Reply::Text("bool".into())),
+      ])
+    );
+  }
+
+  #[test]
+  fn attributes_are_dropped_and_the_reply_they_annotate_is_kept() {
+    assert_eq!(
+      Reply::from(wire("|1\r\n+key-popularity\r\n:1\r\n$3\r\nval\r\n")),
+      Reply::Text("val".into())
+    );
+  }
+
+  #[test]
+  fn doubles_become_numbers() {
+    assert_eq!(Reply::from(wire(",3.25\r\n")), Reply::Number(3.25));
+    assert_eq!(Reply::from(wire(",inf\r\n")), Reply::Number(f64::INFINITY));
+    assert_eq!(
+      Reply::from(wire(",-inf\r\n")),
+      Reply::Number(f64::NEG_INFINITY)
+    );
+  }
+
+  #[test]
+  fn booleans_stay_booleans() {
+    assert_eq!(Reply::from(wire("#t\r\n")), Reply::Bool(true));
+    assert_eq!(Reply::from(wire("#f\r\n")), Reply::Bool(false));
+  }
+
+  #[test]
+  fn verbatim_strings_become_their_text_without_the_format() {
+    assert_eq!(
+      Reply::from(wire("=15\r\ntxt:Some string\r\n")),
+      Reply::Text("Some string".into())
+    );
+  }
+
+  #[test]
+  fn big_numbers_become_their_decimal_text_so_no_digit_is_lost() {
+    assert_eq!(
+      Reply::from(wire("(3492890328409238509324850943850943825024385\r\n")),
+      Reply::Text("3492890328409238509324850943850943825024385".into())
+    );
+  }
+
+  #[test]
+  fn pushes_become_arrays_of_their_data() {
+    assert_eq!(
+      Reply::from(wire(">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n")),
+      Reply::Array(vec![Reply::Text("ch".into()), Reply::Text("hi".into())])
+    );
+  }
+
+  #[test]
+  fn a_server_error_becomes_a_command_error_that_keeps_the_server_text() {
+    let Reply::Error(e) = Reply::from(wire("-WRONGTYPE Operation against a key\r\n")) else {
+      panic!("expected an error reply")
+    };
+    assert_eq!(e.code, ErrorCode::RedisCommand);
+    assert_eq!(e.message, "WRONGTYPE Operation against a key");
+    assert_eq!(e.server_code.as_deref(), Some("WRONGTYPE"));
+  }
+
+  #[test]
+  fn a_not_now_error_in_a_slot_is_a_connection_error() {
+    let Reply::Error(e) = Reply::from(wire("-LOADING Redis is loading the dataset in memory\r\n"))
+    else {
+      panic!("expected an error reply")
+    };
+    assert_eq!(e.code, ErrorCode::RedisConnection);
+    assert_eq!(e.server_code.as_deref(), Some("LOADING"));
+  }
+
+  #[test]
+  fn an_error_inside_an_array_stays_in_its_own_slot() {
+    assert_eq!(
+      Reply::from(wire("*2\r\n:1\r\n-ERR no\r\n")),
+      Reply::Array(vec![
+        Reply::Number(1.0),
+        Reply::Error(RnError {
+          code: ErrorCode::RedisCommand,
+          message: "ERR no".into(),
+          server_code: Some("ERR".into()),
+        }),
+      ])
+    );
+  }
 }

@@ -127,4 +127,56 @@ mod tests {
     let s = Metrics::default().snapshot();
     assert_eq!((s.p50_us, s.p99_us, s.max_us), (0.0, 0.0, 0.0));
   }
+
+  #[test]
+  fn a_batch_counts_every_command_in_it() {
+    let m = Metrics::default();
+    m.record(5, Duration::from_micros(40), false, false);
+    m.record(3, Duration::from_micros(40), true, false);
+    let s = m.snapshot();
+    assert_eq!((s.commands, s.errors, s.timeouts), (8, 3, 0));
+  }
+
+  #[test]
+  fn latencies_of_a_microsecond_or_less_fall_in_the_first_bucket() {
+    let m = Metrics::default();
+    m.record(1, Duration::from_nanos(300), false, false);
+    let s = m.snapshot();
+    assert_eq!((s.p50_us, s.p99_us, s.max_us), (1.0, 1.0, 1.0));
+  }
+
+  #[test]
+  fn a_percentile_never_reports_more_than_the_slowest_call() {
+    let m = Metrics::default();
+    m.record(1, Duration::from_micros(101), false, false);
+    let s = m.snapshot();
+    assert_eq!(s.max_us, 101.0);
+    assert_eq!((s.p50_us, s.p99_us), (101.0, 101.0));
+  }
+
+  #[test]
+  fn latencies_past_the_last_bucket_are_counted_in_it() {
+    let m = Metrics::default();
+    m.record(1, Duration::from_secs(3600), false, true);
+    let s = m.snapshot();
+    assert_eq!(s.max_us, 3_600_000_000.0);
+    assert_eq!(s.p99_us, bound(BUCKETS - 1));
+    assert!(s.p99_us < s.max_us);
+  }
+
+  #[test]
+  fn in_flight_is_never_reported_below_zero() {
+    let m = Metrics::default();
+    m.in_flight.fetch_sub(1, Ordering::Relaxed);
+    assert_eq!(m.snapshot().in_flight, 0);
+    m.in_flight.fetch_add(3, Ordering::Relaxed);
+    assert_eq!(m.snapshot().in_flight, 2);
+  }
+
+  #[test]
+  fn reconnects_are_reported_as_counted() {
+    let m = Metrics::default();
+    m.reconnects.fetch_add(2, Ordering::Relaxed);
+    assert_eq!(m.snapshot().reconnects, 2);
+  }
 }
