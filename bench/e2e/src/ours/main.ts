@@ -1,0 +1,4 @@
+import { bootstrap } from '../bootstrap';
+import { AppModule } from './app.module';
+
+bootstrap(AppModule);
