@@ -94,6 +94,29 @@ describe('options objects of the services', () => {
     await assert.rejects(locks().acquire('opt-lock', 1000, any(Buffer.from('x'))), invalid(/lock options/));
   });
 
+  it('an option whose getter throws is refused, not thrown out of the call', async () => {
+    const options = {
+      get retryCount(): number {
+        throw new Error('boom');
+      },
+    };
+    const call = () => locks().acquire('opt-getter', 1000, any(options));
+    let promise: Promise<unknown> | undefined;
+    assert.doesNotThrow(() => {
+      promise = call();
+    });
+    await assert.rejects(promise!, invalid(/retryCount could not be read/));
+  });
+
+  it('options given as a class instance with getters are read (and checked)', async () => {
+    class LockOptions {
+      get retryCount(): unknown {
+        return 'many';
+      }
+    }
+    await assert.rejects(locks().acquire('opt-class', 1000, any(new LockOptions())), invalid(/retryCount/));
+  });
+
   it('undefined and null options, and options set to undefined or null, are the defaults', async () => {
     for (const options of [undefined, null, {}, { retryCount: undefined }, { retryCount: null, retryDelayMs: undefined }]) {
       const lock = await locks().acquire('opt-default', 1000, any(options));

@@ -350,9 +350,20 @@ fn known_properties(
     if !present {
       continue;
     }
-    seen += 1;
+    let mut enumerable = false;
+    unsafe { sys::napi_has_own_property(raw_env, obj, js_string(raw_env, name), &mut enumerable) };
+    if enumerable {
+      seen += 1;
+    }
     let mut item = std::ptr::null_mut();
-    unsafe { sys::napi_get_named_property(raw_env, obj, cname.as_ptr(), &mut item) };
+    let status = unsafe { sys::napi_get_named_property(raw_env, obj, cname.as_ptr(), &mut item) };
+    if status != sys::Status::napi_ok {
+      // a getter that throws: a bad option, not an exception escaping the call
+      clear_exception(raw_env);
+      return Err(RnError::invalid(format!(
+        "{what}.{name} could not be read (its getter threw)"
+      )));
+    }
     let item = unsafe { Unknown::from_raw_unchecked(raw_env, item) };
     if type_of(&item) == ValueType::Undefined {
       continue;
@@ -362,7 +373,25 @@ fn known_properties(
       json_value_at(&item, &format!("{what}.{name}"), 1)?,
     );
   }
-  Ok((seen == count).then_some(map))
+  // own enumerable properties that are not known options: the slow path names them;
+  // known ones found elsewhere (getters of a class instance) are read all the same
+  Ok((seen >= count).then_some(map))
+}
+
+fn js_string(env: sys::napi_env, s: &str) -> sys::napi_value {
+  let mut out = std::ptr::null_mut();
+  unsafe { sys::napi_create_string_utf8(env, s.as_ptr().cast(), s.len() as isize, &mut out) };
+  out
+}
+
+/// Clears an exception a JS call left pending (so it does not escape the method).
+pub fn clear_exception(env: sys::napi_env) {
+  let mut pending = false;
+  unsafe { sys::napi_is_exception_pending(env, &mut pending) };
+  if pending {
+    let mut exception = std::ptr::null_mut();
+    unsafe { sys::napi_get_and_clear_last_exception(env, &mut exception) };
+  }
 }
 
 /// An optional positive number of seconds from an options object (`null` = not given).

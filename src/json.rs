@@ -53,7 +53,9 @@ unsafe fn describe(env: sys::napi_env, value: sys::napi_value) -> String {
   unsafe {
     let mut s = std::ptr::null_mut();
     if value.is_null() || sys::napi_coerce_to_string(env, value, &mut s) != sys::Status::napi_ok {
-      return "unknown error".into();
+      // its toString threw (or it has none): that exception must not escape the call
+      crate::args::clear_exception(env);
+      return "an error that cannot be shown as text".into();
     }
     Unknown::from_raw_unchecked(env, s)
       .cast::<String>()

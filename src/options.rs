@@ -251,10 +251,19 @@ fn env_options(env: &HashMap<String, String>) -> RnResult<Map<String, Value>> {
       map.insert("tls".into(), Value::Bool(on));
     }
   }
-  if let Some(user) = get("REDIS_USERNAME") {
+  // REDIS_USERNAME / REDIS_PASSWORD fill in what REDIS_URL does not say (a secret kept
+  // out of the URL); credentials written in the URL win
+  let (url_user, url_password) = match map.get("url").and_then(Value::as_str) {
+    Some(u) => match url::Url::parse(u) {
+      Ok(u) => (!u.username().is_empty(), u.password().is_some()),
+      Err(_) => (false, false),
+    },
+    None => (false, false),
+  };
+  if let Some(user) = get("REDIS_USERNAME").filter(|_| !url_user) {
     map.entry("username").or_insert(Value::String(user));
   }
-  if let Some(password) = get("REDIS_PASSWORD") {
+  if let Some(password) = get("REDIS_PASSWORD").filter(|_| !url_password) {
     map.entry("password").or_insert(Value::String(password));
   }
   Ok(map)
@@ -614,6 +623,35 @@ mod tests {
       .iter()
       .map(|(k, v)| (k.to_string(), v.to_string()))
       .collect()
+  }
+
+  #[test]
+  fn credentials_in_redis_url_win_over_redis_username_and_redis_password() {
+    let c = parse_options(
+      None,
+      &env(&[
+        ("REDIS_URL", "redis://alice:url-secret@db:6380"),
+        ("REDIS_USERNAME", "bob"),
+        ("REDIS_PASSWORD", "env-secret"),
+      ]),
+    )
+    .unwrap();
+    assert_eq!(c.username.as_deref(), Some("alice"));
+    assert_eq!(c.password.as_deref(), Some("url-secret"));
+  }
+
+  #[test]
+  fn redis_password_fills_in_a_url_without_one() {
+    let c = parse_options(
+      None,
+      &env(&[
+        ("REDIS_URL", "redis://db:6380"),
+        ("REDIS_PASSWORD", "env-secret"),
+      ]),
+    )
+    .unwrap();
+    assert_eq!(c.password.as_deref(), Some("env-secret"));
+    assert_eq!((c.host.as_str(), c.port), ("db", 6380));
   }
 
   #[test]
