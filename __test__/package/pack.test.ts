@@ -25,8 +25,13 @@ function embeddedFiles(): string[] {
       const path = join(dir, entry.name);
       if (entry.isDirectory()) walk(path);
       else if (entry.name.endsWith('.rs')) {
-        for (const m of readFileSync(path, 'utf8').matchAll(/include_str!\("([^"]+)"\)/g)) {
-          found.push(relative(root, join(dir, m[1])).replace(/\\/g, '/'));
+        // include_str!("x"), and the macros that call it: lua_script!("x.lua"), script!(NAME, "x.lua")
+        const text = readFileSync(path, 'utf8')
+          .split('\n')
+          .filter((line) => !/^\s*\/\//.test(line)) // examples in doc comments embed nothing
+          .join('\n');
+        for (const m of text.matchAll(/(?:include_str|lua_script)!\("([^"$]+)"\)|script(?:_with_tokens)?!\(\w+, "([^"]+)"\)/g)) {
+          found.push(relative(root, join(dir, m[1] ?? m[2])).replace(/\\/g, '/'));
         }
       }
     }
