@@ -45,8 +45,9 @@ impl RedisClient {
       Ok(c) => c,
       Err(e) => return reject(env, e),
     };
+    let raw_env = env.raw();
     complete(env, async move {
-      let conn = Connection::open(config).await?;
+      let conn = Connection::open(config, raw_env).await?;
       Ok(RedisClient {
         conn,
         listeners: Vec::new(),

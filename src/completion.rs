@@ -6,41 +6,46 @@
 //! of the stable codes (`crate::error::ErrorCode`); a panic inside the future becomes
 //! `ERR_INTERNAL` instead of crossing into Node.
 //!
-//! How (measured in bench/, see ARCHITECTURE.md, Performance): a napi-rs `async fn`
-//! creates a threadsafe function per call, which costs ~8 µs of main-thread CPU per
-//! command. Here, per JS thread:
-//! - `complete` creates the Promise itself (`napi_create_promise`, cheap and synchronous)
-//!   and keeps its `napi_deferred` in a slab on the JS thread;
-//! - the futures of one JS tick are collected and handed to tokio together, by one
-//!   microtask, as one task: one cross-thread wake-up per batch instead of per command,
-//!   and their commands reach the connection together, so they are written together;
-//! - finished results go into one queue shared with tokio; only the push that finds the
-//!   queue empty wakes the JS thread (one shared threadsafe function), and that wake-up
-//!   settles every result queued by then. At 100 in flight this is one wake-up per ~100
-//!   replies.
+//! How: each JS thread runs its calls' futures itself, in a small executor:
+//! - `complete` creates the Promise (`napi_create_promise`, cheap and synchronous) and
+//!   polls the future at once, on the JS thread. A command reaches its connection during
+//!   that first poll, so the commands of one JS tick are written together.
+//! - A future is polled again when it is woken. A wake on the JS thread (a reply read by
+//!   the event-loop connection, say) is run before that callback returns; a wake from
+//!   another thread (tokio's timers and sockets) goes into one queue shared with that
+//!   thread, and only the push that finds the queue empty wakes the JS thread (one shared
+//!   threadsafe function), which then polls every task queued by then.
+//! - A finished future settles its Promise right there, on the JS thread: no queue of
+//!   results, no second hop.
 //!
 //! The threadsafe function keeps Node's event loop alive only while Promises are pending.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::c_void;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Wake, Waker};
+use std::thread::ThreadId;
 
-use futures_util::stream::FuturesUnordered;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::FutureExt;
 use napi::bindgen_prelude::{PromiseRaw, ToNapiValue, Unknown};
 use napi::{sys, Env};
 
 use crate::error::{RnError, RnResult};
 
-/// Makes the JS value of a successful result, on the JS thread.
-type Resolve = Box<dyn FnOnce(sys::napi_env) -> napi::Result<sys::napi_value> + Send>;
-type Outcome = Result<Resolve, RnError>;
-type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
+type Task = Pin<Box<dyn Future<Output = ()>>>;
 
-/// The threadsafe function handle, shared with tokio's threads.
+/// The tokio runtime whose context futures are polled in (timers, tokio sockets).
+static RUNTIME: OnceLock<tokio::runtime::Handle> = OnceLock::new();
+
+/// Called once at module init with the runtime napi-rs uses.
+pub fn set_runtime(handle: tokio::runtime::Handle) {
+  let _ = RUNTIME.set(handle);
+}
+
+/// The threadsafe function handle, shared with other threads.
 #[derive(Clone, Copy)]
 struct Tsfn(sys::napi_threadsafe_function);
 // SAFETY: napi_call_threadsafe_function is documented as callable from any thread; the
@@ -48,23 +53,24 @@ struct Tsfn(sys::napi_threadsafe_function);
 unsafe impl Send for Tsfn {}
 unsafe impl Sync for Tsfn {}
 
-/// Results finished on tokio's threads, waiting for the JS thread.
-struct Ready {
-  queue: Mutex<Vec<(u32, Outcome)>>,
+/// Wakes from other threads, for the JS thread.
+struct Remote {
+  owner: ThreadId,
+  queue: Mutex<Vec<u32>>,
   tsfn: Tsfn,
 }
 
-impl Ready {
-  /// Queues a result; the push that finds the queue empty wakes the JS thread.
-  fn push(&self, id: u32, outcome: Outcome) {
+impl Remote {
+  /// Queues `id`; the push that finds the queue empty wakes the JS thread.
+  fn push(&self, id: u32) {
     let was_empty = {
       let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
       let was_empty = q.is_empty();
-      q.push((id, outcome));
+      q.push(id);
       was_empty
     };
     if was_empty {
-      // Fails only when the env is being torn down; then nothing waits for the result.
+      // Fails only when the env is being torn down; then nothing waits any more.
       unsafe {
         sys::napi_call_threadsafe_function(
           self.tsfn.0,
@@ -76,24 +82,75 @@ impl Ready {
   }
 }
 
+/// The waker of task `id`.
+struct TaskWaker {
+  id: u32,
+  remote: Arc<Remote>,
+}
+
+impl Wake for TaskWaker {
+  fn wake(self: Arc<Self>) {
+    self.wake_by_ref();
+  }
+
+  fn wake_by_ref(self: &Arc<Self>) {
+    if std::thread::current().id() == self.remote.owner && DRAINING.with(Cell::get) {
+      // polled again before this round of the executor ends
+      LOCAL_READY.with(|r| r.borrow_mut().push(self.id));
+    } else {
+      self.remote.push(self.id);
+    }
+  }
+}
+
+struct Slot {
+  task: Option<Task>,
+  waker: Option<Waker>,
+  /// A call's task (its Promise keeps Node running), or a background one.
+  keeps_alive: bool,
+  /// Whether the slot holds a live task (it is `None` while being polled).
+  live: bool,
+}
+
 /// The state of one JS thread (the main thread, or a worker thread).
 struct JsThread {
   env: sys::napi_env,
-  /// Pending Promises by id; `free` lists reusable ids.
-  deferreds: Vec<sys::napi_deferred>,
+  slots: Vec<Slot>,
   free: Vec<u32>,
+  /// Live tasks that keep Node running.
   pending: usize,
-  /// Futures started in this JS tick, handed to tokio by the next microtask.
-  batch: Vec<Task>,
-  flush_scheduled: bool,
-  queue_microtask: sys::napi_ref,
-  flush_fn: sys::napi_ref,
   tsfn_referenced: bool,
-  ready: Arc<Ready>,
+  remote: Arc<Remote>,
 }
 
 thread_local! {
   static JS_THREAD: RefCell<Option<JsThread>> = const { RefCell::new(None) };
+  /// Tasks woken on the JS thread while the executor runs.
+  static LOCAL_READY: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+  static DRAINING: Cell<bool> = const { Cell::new(false) };
+  /// True while a call's task is polled for the first time, inside the call.
+  static FIRST_POLL: Cell<bool> = const { Cell::new(false) };
+  /// Set by `NextTurn`: the task polled now wants to be polled again on a later turn of
+  /// the event loop.
+  static NEXT_TURN: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Pending once, then ready on a later turn of the event loop (through the threadsafe
+/// function): a call that finished inside itself (a fail-fast error, an outage decided by
+/// policy) still settles its Promise asynchronously, so a loop of such calls lets timers
+/// and I/O run in between, as every Node API does.
+struct NextTurn(bool);
+
+impl Future for NextTurn {
+  type Output = ();
+  fn poll(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> std::task::Poll<()> {
+    if self.0 {
+      return std::task::Poll::Ready(());
+    }
+    self.0 = true;
+    NEXT_TURN.with(|n| n.set(true));
+    std::task::Poll::Pending
+  }
 }
 
 fn check(status: sys::napi_status, what: &str) -> napi::Result<()> {
@@ -109,35 +166,6 @@ fn check(status: sys::napi_status, what: &str) -> napi::Result<()> {
 impl JsThread {
   fn new(env: sys::napi_env) -> napi::Result<JsThread> {
     unsafe {
-      let mut global = std::ptr::null_mut();
-      check(sys::napi_get_global(env, &mut global), "napi_get_global")?;
-      let mut qm = std::ptr::null_mut();
-      check(
-        sys::napi_get_named_property(env, global, c"queueMicrotask".as_ptr(), &mut qm),
-        "queueMicrotask",
-      )?;
-      let mut queue_microtask = std::ptr::null_mut();
-      check(
-        sys::napi_create_reference(env, qm, 1, &mut queue_microtask),
-        "napi_create_reference",
-      )?;
-      let mut f = std::ptr::null_mut();
-      check(
-        sys::napi_create_function(
-          env,
-          c"nestjsRedisNativeFlush".as_ptr(),
-          -1isize,
-          Some(flush_callback),
-          std::ptr::null_mut(),
-          &mut f,
-        ),
-        "napi_create_function",
-      )?;
-      let mut flush_fn = std::ptr::null_mut();
-      check(
-        sys::napi_create_reference(env, f, 1, &mut flush_fn),
-        "napi_create_reference",
-      )?;
       let mut name = std::ptr::null_mut();
       check(
         sys::napi_create_string_utf8(env, c"nestjs-redis-native".as_ptr(), -1isize, &mut name),
@@ -155,27 +183,24 @@ impl JsThread {
           std::ptr::null_mut(),
           None,
           std::ptr::null_mut(),
-          Some(settle_ready),
+          Some(on_remote_wake),
           &mut tsfn,
         ),
         "napi_create_threadsafe_function",
       )?;
-      // Referenced only while Promises are pending (see `start`).
+      // Referenced only while Promises are pending (see `spawn`).
       check(
         sys::napi_unref_threadsafe_function(env, tsfn),
         "napi_unref_threadsafe_function",
       )?;
       Ok(JsThread {
         env,
-        deferreds: Vec::new(),
+        slots: Vec::new(),
         free: Vec::new(),
         pending: 0,
-        batch: Vec::new(),
-        flush_scheduled: false,
-        queue_microtask,
-        flush_fn,
         tsfn_referenced: false,
-        ready: Arc::new(Ready {
+        remote: Arc::new(Remote {
+          owner: std::thread::current().id(),
           queue: Mutex::new(Vec::new()),
           tsfn: Tsfn(tsfn),
         }),
@@ -183,78 +208,61 @@ impl JsThread {
     }
   }
 
-  /// A new pending Promise: its id and the JS value.
-  fn create_promise(&mut self) -> napi::Result<(u32, sys::napi_value)> {
-    let mut deferred = std::ptr::null_mut();
-    let mut promise = std::ptr::null_mut();
-    check(
-      unsafe { sys::napi_create_promise(self.env, &mut deferred, &mut promise) },
-      "napi_create_promise",
-    )?;
+  /// Stores a task; returns its id.
+  fn insert(&mut self, task: Task, keeps_alive: bool) -> u32 {
+    let waker = |id| {
+      Waker::from(Arc::new(TaskWaker {
+        id,
+        remote: self.remote.clone(),
+      }))
+    };
     let id = match self.free.pop() {
       Some(id) => {
-        self.deferreds[id as usize] = deferred;
+        let w = waker(id);
+        self.slots[id as usize] = Slot {
+          task: Some(task),
+          waker: Some(w),
+          keeps_alive,
+          live: true,
+        };
         id
       }
       None => {
-        self.deferreds.push(deferred);
-        (self.deferreds.len() - 1) as u32
+        let id = self.slots.len() as u32;
+        let w = waker(id);
+        self.slots.push(Slot {
+          task: Some(task),
+          waker: Some(w),
+          keeps_alive,
+          live: true,
+        });
+        id
       }
     };
-    self.pending += 1;
-    if !self.tsfn_referenced {
-      unsafe { sys::napi_ref_threadsafe_function(self.env, self.ready.tsfn.0) };
-      self.tsfn_referenced = true;
+    if keeps_alive {
+      self.pending += 1;
+      if !self.tsfn_referenced {
+        unsafe { sys::napi_ref_threadsafe_function(self.env, self.remote.tsfn.0) };
+        self.tsfn_referenced = true;
+      }
     }
-    Ok((id, promise))
+    id
   }
 
-  /// Takes the deferred of `id` out of the slab.
-  fn take(&mut self, id: u32) -> sys::napi_deferred {
-    let deferred = std::mem::replace(&mut self.deferreds[id as usize], std::ptr::null_mut());
+  /// Ends task `id` (it finished).
+  fn remove(&mut self, id: u32) {
+    let slot = &mut self.slots[id as usize];
+    slot.live = false;
+    slot.task = None;
+    slot.waker = None;
+    if slot.keeps_alive {
+      self.pending -= 1;
+    }
     self.free.push(id);
-    self.pending -= 1;
-    deferred
-  }
-
-  /// With no Promise pending, stops holding Node's event loop open.
-  fn release_if_idle(&mut self) {
     if self.pending == 0 && self.tsfn_referenced {
-      unsafe { sys::napi_unref_threadsafe_function(self.env, self.ready.tsfn.0) };
+      unsafe { sys::napi_unref_threadsafe_function(self.env, self.remote.tsfn.0) };
       self.tsfn_referenced = false;
     }
-  }
-
-  /// Adds a future to this tick's batch; the first one of the tick schedules the flush.
-  fn start(&mut self, task: Task) -> napi::Result<()> {
-    self.batch.push(task);
-    if !self.flush_scheduled {
-      unsafe {
-        let mut qm = std::ptr::null_mut();
-        let mut f = std::ptr::null_mut();
-        let mut global = std::ptr::null_mut();
-        check(
-          sys::napi_get_reference_value(self.env, self.queue_microtask, &mut qm),
-          "napi_get_reference_value",
-        )?;
-        check(
-          sys::napi_get_reference_value(self.env, self.flush_fn, &mut f),
-          "napi_get_reference_value",
-        )?;
-        check(
-          sys::napi_get_global(self.env, &mut global),
-          "napi_get_global",
-        )?;
-        let argv = [f];
-        let mut out = std::ptr::null_mut();
-        check(
-          sys::napi_call_function(self.env, global, qm, 1, argv.as_ptr(), &mut out),
-          "queueMicrotask()",
-        )?;
-      }
-      self.flush_scheduled = true;
-    }
-    Ok(())
   }
 }
 
@@ -273,39 +281,80 @@ fn with_js_thread<R>(
   })
 }
 
-/// The microtask that hands this tick's futures to tokio, as one task.
-unsafe extern "C" fn flush_callback(
-  _env: sys::napi_env,
-  _info: sys::napi_callback_info,
-) -> sys::napi_value {
-  let batch = JS_THREAD.with(|cell| {
+/// Polls task `id` once; removes it when it finished.
+fn poll_task(id: u32) {
+  let taken = JS_THREAD.with(|cell| {
     let mut slot = cell.borrow_mut();
-    match slot.as_mut() {
-      Some(s) => {
-        s.flush_scheduled = false;
-        std::mem::take(&mut s.batch)
+    let state = slot.as_mut()?;
+    let s = state.slots.get_mut(id as usize)?;
+    if !s.live {
+      return None;
+    }
+    Some((s.task.take()?, s.waker.clone()?))
+  });
+  let Some((mut task, waker)) = taken else {
+    return; // finished, or being polled further up the stack
+  };
+  let mut cx = Context::from_waker(&waker);
+  let done = {
+    let _runtime = RUNTIME.get().map(|h| h.enter());
+    task.as_mut().poll(&mut cx).is_ready()
+  };
+  let next_turn = NEXT_TURN.with(|n| n.replace(false));
+  JS_THREAD.with(|cell| {
+    if let Some(state) = cell.borrow_mut().as_mut() {
+      if done {
+        state.remove(id);
+      } else if let Some(s) = state.slots.get_mut(id as usize) {
+        s.task = Some(task);
+        if next_turn {
+          state.remote.push(id);
+        }
       }
-      None => Vec::new(),
     }
   });
-  if batch.len() == 1 {
-    napi::bindgen_prelude::spawn(
-      batch
-        .into_iter()
-        .next()
-        .unwrap_or_else(|| Box::pin(async {})),
-    );
-  } else if !batch.is_empty() {
-    napi::bindgen_prelude::spawn(async move {
-      let mut running: FuturesUnordered<Task> = batch.into_iter().collect();
-      while running.next().await.is_some() {}
-    });
-  }
-  std::ptr::null_mut()
 }
 
-/// On the JS thread, woken by the threadsafe function: settles every queued result.
-unsafe extern "C" fn settle_ready(
+/// Polls every woken task until none is left. Call on the JS thread, inside a handle
+/// scope (a JS call, or a callback that opened one). `remote`: also the tasks other
+/// threads woke — only from a callback with no JS on the stack, since a task that settles
+/// here creates its rejection's `Error` with the JS stack of the moment.
+pub fn run_ready(remote: bool) {
+  if DRAINING.with(|d| d.replace(true)) {
+    return; // already running further up the stack: it picks up the new wakes
+  }
+  loop {
+    let mut ids = LOCAL_READY.with(|r| std::mem::take(&mut *r.borrow_mut()));
+    let queue = JS_THREAD.with(|cell| cell.borrow().as_ref().map(|s| s.remote.clone()));
+    if let Some(queue) = queue.filter(|_| remote) {
+      ids.extend(std::mem::take(
+        &mut *queue.queue.lock().unwrap_or_else(|e| e.into_inner()),
+      ));
+    }
+    if ids.is_empty() {
+      break;
+    }
+    for id in ids {
+      poll_task(id);
+    }
+  }
+  DRAINING.with(|d| d.set(false));
+}
+
+/// Runs `f` on the JS thread (an event-loop callback) so that the tasks it wakes are
+/// polled right after it, in this callback, instead of after a round through the
+/// threadsafe function.
+pub fn with_local_wakes(f: impl FnOnce()) {
+  let outer = DRAINING.with(|d| d.replace(true));
+  f();
+  if !outer {
+    DRAINING.with(|d| d.set(false));
+    run_ready(true);
+  }
+}
+
+/// On the JS thread, woken by the threadsafe function: polls the tasks other threads woke.
+unsafe extern "C" fn on_remote_wake(
   env: sys::napi_env,
   _js_callback: sys::napi_value,
   _context: *mut c_void,
@@ -314,24 +363,36 @@ unsafe extern "C" fn settle_ready(
   if env.is_null() {
     return; // the env is being torn down
   }
-  JS_THREAD.with(|cell| {
-    let mut slot = cell.borrow_mut();
-    let Some(state) = slot.as_mut().filter(|s| s.env == env) else {
-      return;
-    };
-    let ready = std::mem::take(&mut *state.ready.queue.lock().unwrap_or_else(|e| e.into_inner()));
-    for (id, outcome) in ready {
-      let deferred = state.take(id);
-      settle(env, deferred, outcome);
-    }
-    state.release_if_idle();
-  });
+  run_ready(true);
+}
+
+/// Starts `task` on this JS thread: polled at once, then whenever woken. `keeps_alive`:
+/// Node keeps running until it finishes (a call's Promise).
+fn spawn(env: sys::napi_env, task: Task, keeps_alive: bool) -> napi::Result<()> {
+  let id = with_js_thread(env, |state| Ok(state.insert(task, keeps_alive)))?;
+  if DRAINING.with(Cell::get) {
+    LOCAL_READY.with(|r| r.borrow_mut().push(id));
+  } else {
+    DRAINING.with(|d| d.set(true));
+    FIRST_POLL.with(|f| f.set(true));
+    poll_task(id);
+    FIRST_POLL.with(|f| f.set(false));
+    DRAINING.with(|d| d.set(false));
+    run_ready(false);
+  }
+  Ok(())
+}
+
+/// Runs `fut` on this JS thread's executor without a Promise (a connection's background
+/// work); it does not keep Node running.
+pub fn spawn_background(env: &Env, fut: impl Future<Output = ()> + 'static) -> napi::Result<()> {
+  spawn(env.raw(), Box::pin(fut), false)
 }
 
 /// Resolves or rejects one Promise. A value that cannot be made is `ERR_INTERNAL`.
-fn settle(env: sys::napi_env, deferred: sys::napi_deferred, outcome: Outcome) {
+fn settle<T: ToNapiValue>(env: sys::napi_env, deferred: sys::napi_deferred, outcome: RnResult<T>) {
   let value = match outcome {
-    Ok(resolve) => match resolve(env) {
+    Ok(value) => match unsafe { T::to_napi_value(env, value) } {
       Ok(v) => {
         unsafe { sys::napi_resolve_deferred(env, deferred, v) };
         return;
@@ -353,38 +414,11 @@ fn settle(env: sys::napi_env, deferred: sys::napi_deferred, outcome: Outcome) {
   };
 }
 
-/// Runs `fut` on the runtime and returns the Promise of its result.
+/// Runs `fut` on this JS thread's executor and returns the Promise of its result.
 pub fn complete<'env, T, F>(env: &'env Env, fut: F) -> napi::Result<PromiseRaw<'env, T>>
 where
-  T: ToNapiValue + Send + 'static,
-  F: Future<Output = RnResult<T>> + Send + 'static,
-{
-  let raw_env = env.raw();
-  with_js_thread(raw_env, |state| {
-    let (id, promise) = state.create_promise()?;
-    let ready = state.ready.clone();
-    let task = async move {
-      let outcome = AssertUnwindSafe(fut)
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|panic| Err(RnError::internal(panic_message(panic))))
-        .map(|value| -> Resolve { Box::new(move |env| unsafe { T::to_napi_value(env, value) }) });
-      ready.push(id, outcome);
-    };
-    if let Err(e) = state.start(Box::pin(task)) {
-      // Could not schedule: settle now rather than leave the Promise pending.
-      let deferred = state.take(id);
-      settle(raw_env, deferred, Err(RnError::internal(e.reason.clone())));
-      state.release_if_idle();
-    }
-    Ok(PromiseRaw::new(raw_env, promise))
-  })
-}
-
-/// A Promise already rejected with `err` (for arguments refused before any I/O).
-pub fn reject<'env, T>(env: &'env Env, err: RnError) -> napi::Result<PromiseRaw<'env, T>>
-where
-  T: ToNapiValue + Send + 'static,
+  T: ToNapiValue + 'static,
+  F: Future<Output = RnResult<T>> + 'static,
 {
   let raw_env = env.raw();
   let mut deferred = std::ptr::null_mut();
@@ -393,7 +427,33 @@ where
     unsafe { sys::napi_create_promise(raw_env, &mut deferred, &mut promise) },
     "napi_create_promise",
   )?;
-  settle(raw_env, deferred, Err(err));
+  let task = async move {
+    let outcome = AssertUnwindSafe(fut)
+      .catch_unwind()
+      .await
+      .unwrap_or_else(|panic| Err(RnError::internal(panic_message(panic))));
+    if FIRST_POLL.with(Cell::get) {
+      NextTurn(false).await;
+    }
+    settle(raw_env, deferred, outcome);
+  };
+  spawn(raw_env, Box::pin(task), true)?;
+  Ok(PromiseRaw::new(raw_env, promise))
+}
+
+/// A Promise already rejected with `err` (for arguments refused before any I/O).
+pub fn reject<'env, T>(env: &'env Env, err: RnError) -> napi::Result<PromiseRaw<'env, T>>
+where
+  T: ToNapiValue + 'static,
+{
+  let raw_env = env.raw();
+  let mut deferred = std::ptr::null_mut();
+  let mut promise = std::ptr::null_mut();
+  check(
+    unsafe { sys::napi_create_promise(raw_env, &mut deferred, &mut promise) },
+    "napi_create_promise",
+  )?;
+  settle::<()>(raw_env, deferred, Err(err));
   Ok(PromiseRaw::new(raw_env, promise))
 }
 
@@ -434,9 +494,9 @@ pub fn complete_with<'env, A, T, F, Fut>(
   f: F,
 ) -> napi::Result<PromiseRaw<'env, T>>
 where
-  T: ToNapiValue + Send + 'static,
+  T: ToNapiValue + 'static,
   F: FnOnce(A) -> Fut,
-  Fut: Future<Output = RnResult<T>> + Send + 'static,
+  Fut: Future<Output = RnResult<T>> + 'static,
 {
   let promise = match args {
     Ok(a) => complete(env, f(a))?,

@@ -20,6 +20,8 @@ mod pubsub_service;
 mod rate_limit_service;
 mod redis_service;
 mod reply;
+mod resp;
+mod runtime;
 mod session_service;
 mod token_service;
 
@@ -44,6 +46,7 @@ fn init() {
     .enable_all()
     .build()
   {
+    completion::set_runtime(rt.handle().clone());
     napi::bindgen_prelude::create_custom_tokio_runtime(rt);
   }
 }

@@ -6,9 +6,12 @@
 //! any service or public API changing: services only build `redis::Cmd`s and call
 //! `exec` / `exec_pipeline`.
 
+mod event_loop;
 mod events;
 mod metrics;
 mod standalone;
+mod tls;
+mod wire;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -26,36 +29,48 @@ pub use standalone::Standalone;
 
 /// The server (or servers) commands go to.
 pub enum Backend {
+  /// One server, its socket driven by the JS thread's event loop (the default).
+  EventLoop(event_loop::EventLoop),
+  /// One server, its socket driven by a tokio thread (where Node's libuv is not
+  /// available, or `NESTJS_REDIS_NATIVE_IO=thread`).
   Standalone(Standalone),
 }
 
 impl Backend {
   async fn exec(&self, cmd: Cmd) -> RnResult<Value> {
     match self {
+      Backend::EventLoop(s) => s.exec(cmd).await,
       Backend::Standalone(s) => s.exec(cmd).await,
     }
   }
 
   async fn exec_pipeline(&self, pipe: Pipeline, count: usize) -> RnResult<Vec<Value>> {
     match self {
+      Backend::EventLoop(s) => s.exec_pipeline(pipe, count).await,
       Backend::Standalone(s) => s.exec_pipeline(pipe, count).await,
     }
   }
 
   fn close(&self) {
     match self {
+      Backend::EventLoop(s) => s.close(),
       Backend::Standalone(s) => s.close(),
     }
   }
 
   fn is_closed(&self) -> bool {
     match self {
+      Backend::EventLoop(s) => s.is_closed(),
       Backend::Standalone(s) => s.is_closed(),
     }
   }
 
   async fn open_subscriber(&self, push: PushSender) -> RnResult<SubscriberConn> {
     match self {
+      Backend::EventLoop(s) => s
+        .open_subscriber(push)
+        .await
+        .map(SubscriberConn::Standalone),
       Backend::Standalone(s) => s
         .open_subscriber(push)
         .await
@@ -65,6 +80,7 @@ impl Backend {
 
   fn reconnect_delay(&self, attempt: u32) -> std::time::Duration {
     match self {
+      Backend::EventLoop(s) => s.reconnect_delay(attempt),
       Backend::Standalone(s) => s.reconnect_delay(attempt),
     }
   }
@@ -98,8 +114,9 @@ pub struct Connection {
 }
 
 impl Connection {
-  /// Connects and verifies the server (PING) within `connect_timeout`.
-  pub async fn open(config: ClientConfig) -> RnResult<Connection> {
+  /// Connects and verifies the server (PING) within `connect_timeout`. Polled on the JS
+  /// thread of `env`, which then drives the connection.
+  pub async fn open(config: ClientConfig, env: napi::sys::napi_env) -> RnResult<Connection> {
     let prefix: Arc<str> = Arc::from(config.key_prefix.as_str());
     let address = config.address();
     let (traces, command_timeout, max_value_bytes, max_in_flight) = (
@@ -110,8 +127,13 @@ impl Connection {
     );
     let metrics = Arc::new(Metrics::default());
     let events = Arc::new(Events::default());
-    let backend =
-      Backend::Standalone(Standalone::connect(config, metrics.clone(), events.clone()).await?);
+    let backend = if event_loop::available() {
+      Backend::EventLoop(
+        event_loop::EventLoop::connect(env, config, metrics.clone(), events.clone()).await?,
+      )
+    } else {
+      Backend::Standalone(Standalone::connect(config, metrics.clone(), events.clone()).await?)
+    };
     Ok(Connection {
       inner: Arc::new(Inner {
         backend,

@@ -583,7 +583,7 @@ fn answer(value: Value, cmd: &Cmd, prefix: &str) -> RnResult<Value> {
 }
 
 /// `err`, its message starting with what failed: `GET user:1: WRONGTYPE ...`.
-fn labeled(err: RnError, cmd: &Cmd, prefix: &str) -> RnError {
+pub(super) fn labeled(err: RnError, cmd: &Cmd, prefix: &str) -> RnError {
   match label(cmd, prefix) {
     Some(what) => err.context(&what),
     None => err,
@@ -829,7 +829,7 @@ async fn keep_alive(weak: Weak<Shared>, interval: Duration) {
   }
 }
 
-fn build_client(
+pub(super) fn build_client(
   config: &ClientConfig,
   protocol: redis::ProtocolVersion,
 ) -> RnResult<redis::Client> {
@@ -903,7 +903,7 @@ async fn open(shared: &Arc<Shared>) -> RnResult<MultiplexedConnection> {
 }
 
 /// Opens a connection of `client` named `name`, with pushes (RESP3) sent to `push`.
-async fn open_with(
+pub(super) async fn open_with(
   cfg: &ClientConfig,
   client: &redis::Client,
   name: Option<&str>,
