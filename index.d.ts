@@ -606,7 +606,7 @@ export interface RateLimitCheck {
   key: string
   limit: number
   windowSeconds: number
-  algorithm?: 'fixed-window' | 'sliding-window' | 'token-bucket'
+  algorithm?: 'sliding-window-counter' | 'fixed-window' | 'sliding-window' | 'token-bucket'
   cost?: number
   onRedisError?: 'fail-closed' | 'fail-open'
 }
@@ -620,8 +620,8 @@ export interface RateLimitOptions {
    * `limit` tokens.
    */
   windowSeconds: number
-  /** Default `'sliding-window'`. */
-  algorithm?: 'fixed-window' | 'sliding-window' | 'token-bucket'
+  /** Default `'sliding-window-counter'` (one short string per key, whatever the limit). */
+  algorithm?: 'sliding-window-counter' | 'fixed-window' | 'sliding-window' | 'token-bucket'
   /** What this request counts for (a whole number >= 1, at most `limit`). Default 1. */
   cost?: number
   /** Overrides the service's `onRedisError` for this call. */

@@ -22,7 +22,7 @@ after(async () => {
 
 const any = (v: unknown) => v as any;
 const fresh = () => `k-${randomUUID()}`;
-const algorithms = ['fixed-window', 'sliding-window', 'token-bucket'] as const;
+const algorithms = ['sliding-window-counter', 'fixed-window', 'sliding-window', 'token-bucket'] as const;
 
 describe('checkRateLimit', () => {
   it('allows limit requests per fixed window, under key rate_limit:<identifier>', async () => {
@@ -67,7 +67,9 @@ for (const algorithm of algorithms) {
       const key = fresh();
       const first = await limiter.consume(key, opts({ limit: 3 }));
       assert.deepEqual([first.allowed, first.limit, first.remaining, first.retryAfterMs], [true, 3, 2, 0]);
-      assert.ok(first.resetAt > Date.now() - 5000 && first.resetAt <= Date.now() + 61_000);
+      // the counter's full limit is back once the next window has passed too (up to 2 windows)
+      const span = algorithm === 'sliding-window-counter' ? 121_000 : 61_000;
+      assert.ok(first.resetAt > Date.now() - 5000 && first.resetAt <= Date.now() + span);
       assert.equal((await limiter.consume(key, opts({ limit: 3 }))).remaining, 1);
       assert.equal((await limiter.consume(key, opts({ limit: 3 }))).remaining, 0);
       const refused = await limiter.consume(key, opts({ limit: 3 }));
@@ -116,7 +118,8 @@ for (const algorithm of algorithms) {
       const key = fresh();
       await limiter.consume(key, opts({ limit: 5, windowSeconds: 0.2 }));
       assert.equal((await raw.keys(`${prefix}rate_limit:${key}*`)).length, 1);
-      await sleep(300);
+      // the counter keeps its state until its window's requests left the next one too
+      await sleep(algorithm === 'sliding-window-counter' ? 450 : 300);
       assert.deepEqual(await raw.keys(`${prefix}rate_limit:${key}*`), []);
     });
   });
@@ -185,6 +188,31 @@ describe('consumeAll: one request against several limits', () => {
 });
 
 describe('window boundaries', () => {
+  it('sliding window counter (the default): half a window after a full one, about half the limit is back', async () => {
+    const key = fresh();
+    const o = { limit: 10, windowSeconds: 1 };
+    // start right after a window boundary (windows are aligned to the server clock)
+    while (Date.now() % 1000 > 100) await sleep(5);
+    const window = Math.floor(Date.now() / 1000);
+    for (let i = 0; i < 10; i++) assert.equal((await limiter.consume(key, o)).allowed, true);
+    assert.equal((await limiter.consume(key, o)).allowed, false);
+    // the middle of the next window: the previous one still weighs about half
+    while (Math.floor(Date.now() / 1000) === window || Date.now() % 1000 < 500) await sleep(5);
+    let allowed = 0;
+    for (let i = 0; i < 10; i++) if ((await limiter.consume(key, o)).allowed) allowed++;
+    assert.ok(allowed >= 4 && allowed <= 6, `allowed ${allowed}`);
+  });
+
+  it('sliding window counter: state is one short string per key, whatever the limit', async () => {
+    const key = fresh();
+    const o = { limit: 100_000, windowSeconds: 3600 };
+    await Promise.all(Array.from({ length: 3000 }, () => limiter.consume(key, o)));
+    const stored = await raw.get(`${prefix}rate_limit:${key}:counter`);
+    assert.match(String(stored), /^\d+ 3000 0$/);
+    const bytes = (await raw.command('MEMORY', ['USAGE', `${prefix}rate_limit:${key}:counter`])) as number;
+    assert.ok(bytes < 200, `${bytes} bytes`);
+  });
+
   it('fixed window: the full limit is back right after the window ends', async () => {
     const key = fresh();
     const o: RateLimitOptions = { limit: 5, windowSeconds: 0.3, algorithm: 'fixed-window' };
@@ -208,7 +236,9 @@ describe('window boundaries', () => {
 
   it('sliding window: the log never holds more than limit entries', async () => {
     const key = fresh();
-    await Promise.all(Array.from({ length: 300 }, () => limiter.consume(key, { limit: 20, windowSeconds: 60 })));
+    await Promise.all(
+      Array.from({ length: 300 }, () => limiter.consume(key, { limit: 20, windowSeconds: 60, algorithm: 'sliding-window' })),
+    );
     assert.equal(await raw.command('ZCARD', [`${prefix}rate_limit:${key}:sliding`]), 20);
   });
 

@@ -128,7 +128,8 @@ function limiterOf(lib) {
   return lib.limiter;
 }
 for (const [algorithm, label] of [
-  ['sliding-window', 'sliding window (default)'],
+  ['sliding-window-counter', 'sliding window counter (default)'],
+  ['sliding-window', 'exact sliding window'],
   ['fixed-window', 'fixed window'],
   ['token-bucket', 'token bucket'],
 ]) {

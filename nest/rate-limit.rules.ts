@@ -1,7 +1,7 @@
 import type { RateLimitRule } from './rate-limit.decorator';
 import { invalidArgument } from './redis.errors';
 
-const ALGORITHMS = ['fixed-window', 'sliding-window', 'token-bucket'];
+const ALGORITHMS = ['sliding-window-counter', 'fixed-window', 'sliding-window', 'token-bucket'];
 const POLICIES = ['fail-closed', 'fail-open'];
 const FIELDS = ['limit', 'windowSeconds', 'algorithm', 'cost', 'onRedisError', 'key'];
 

@@ -1,10 +1,12 @@
-//! `RateLimitService`: fixed window, exact sliding window and token bucket, each one Lua
-//! script on the Redis server's clock, so app instances with skewed clocks agree and N
-//! concurrent requests against a limit L let exactly L through.
+//! `RateLimitService`: sliding window counter (the default: O(1) state per key), fixed
+//! window, exact sliding window and token bucket, each one Lua script on the Redis
+//! server's clock, so app instances with skewed clocks agree and N concurrent requests
+//! against a limit L let exactly L through.
 //!
-//! Keys (after the client's prefix): `rate_limit:<key>` (fixed window, shared with `checkRateLimit`),
-//! `rate_limit:<key>:sliding`, `rate_limit:<key>:bucket`. Each expires on its own once
-//! the key stops receiving traffic.
+//! Keys (after the client's prefix): `rate_limit:<key>:counter`, `rate_limit:<key>`
+//! (fixed window, shared with `checkRateLimit`), `rate_limit:<key>:sliding`,
+//! `rate_limit:<key>:bucket`. Each expires on its own once the key stops receiving
+//! traffic.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -25,6 +27,7 @@ use crate::script::LuaScript;
 static FIXED: LazyLock<LuaScript> = lua_script!("fixed.lua");
 static SLIDING: LazyLock<LuaScript> = lua_script!("sliding.lua");
 static BUCKET: LazyLock<LuaScript> = lua_script!("bucket.lua");
+static COUNTER: LazyLock<LuaScript> = lua_script!("counter.lua");
 
 /// Options of `new RateLimitService(client, options)` (`rateLimit` in
 /// `RedisModule.forRoot`).
@@ -46,8 +49,10 @@ pub struct RateLimitOptions {
   /// The window, seconds (fractions allowed); for the token bucket, the time to refill
   /// `limit` tokens.
   pub window_seconds: f64,
-  /// Default `'sliding-window'`.
-  #[napi(ts_type = "'fixed-window' | 'sliding-window' | 'token-bucket'")]
+  /// Default `'sliding-window-counter'` (one short string per key, whatever the limit).
+  #[napi(
+    ts_type = "'sliding-window-counter' | 'fixed-window' | 'sliding-window' | 'token-bucket'"
+  )]
   pub algorithm: Option<String>,
   /// What this request counts for (a whole number >= 1, at most `limit`). Default 1.
   pub cost: Option<u32>,
@@ -81,7 +86,9 @@ pub struct RateLimitCheck {
   pub key: String,
   pub limit: u32,
   pub window_seconds: f64,
-  #[napi(ts_type = "'fixed-window' | 'sliding-window' | 'token-bucket'")]
+  #[napi(
+    ts_type = "'sliding-window-counter' | 'fixed-window' | 'sliding-window' | 'token-bucket'"
+  )]
   pub algorithm: Option<String>,
   pub cost: Option<u32>,
   #[napi(ts_type = "'fail-closed' | 'fail-open'")]
@@ -115,6 +122,7 @@ enum Algorithm {
   Fixed,
   Sliding,
   Bucket,
+  Counter,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -236,14 +244,15 @@ impl RateLimitService {
       )));
     }
     let algorithm = match map.get("algorithm") {
-      None | Some(serde_json::Value::Null) => Algorithm::Sliding,
+      None | Some(serde_json::Value::Null) => Algorithm::Counter,
       Some(serde_json::Value::String(s)) => match s.as_str() {
+        "sliding-window-counter" => Algorithm::Counter,
         "fixed-window" => Algorithm::Fixed,
         "sliding-window" => Algorithm::Sliding,
         "token-bucket" => Algorithm::Bucket,
         other => {
           return Err(RnError::invalid(format!(
-            "unknown algorithm `{other}` (fixed-window, sliding-window, token-bucket)"
+            "unknown algorithm `{other}` (sliding-window-counter, fixed-window, sliding-window, token-bucket)"
           )))
         }
       },
@@ -266,6 +275,7 @@ impl RateLimitService {
       Algorithm::Fixed => conn.key(&format!("rate_limit:{key}")),
       Algorithm::Sliding => conn.key(&format!("rate_limit:{key}:sliding")),
       Algorithm::Bucket => conn.key(&format!("rate_limit:{key}:bucket")),
+      Algorithm::Counter => conn.key(&format!("rate_limit:{key}:counter")),
     }
   }
 
@@ -274,6 +284,7 @@ impl RateLimitService {
       Algorithm::Fixed => &FIXED,
       Algorithm::Sliding => &SLIDING,
       Algorithm::Bucket => &BUCKET,
+      Algorithm::Counter => &COUNTER,
     }
   }
 
@@ -576,7 +587,12 @@ impl RateLimitService {
     let conn = self.conn.clone();
     complete_with(env, self.conn.traces(), parsed, move |key| async move {
       let mut cmd = redis::cmd("DEL");
-      for a in [Algorithm::Fixed, Algorithm::Sliding, Algorithm::Bucket] {
+      for a in [
+        Algorithm::Counter,
+        Algorithm::Fixed,
+        Algorithm::Sliding,
+        Algorithm::Bucket,
+      ] {
         cmd.arg(Self::key_of(&conn, &key, a));
       }
       conn.exec(cmd).await.map(|_| ())
