@@ -520,6 +520,12 @@ export interface ClientMetrics {
   inFlight: number
   /** Latency from sending to the reply, µs: median and 99th percentile (histogram bucket bounds: at most ~19% above the true value) and the exact maximum. */
   latencyUs: LatencyUs
+  /**
+   * With `nearCache`: reads it answered (`hits`), reads that went to Redis while it was
+   * on (`misses`), values dropped to stay within its bounds (`evictions`), and what it
+   * holds now.
+   */
+  nearCache?: NearCacheMetrics
 }
 
 /** Options of `complete` (instead of a ttl number). */
@@ -587,6 +593,28 @@ export interface LatencyUs {
 export interface NamespaceOptions {
   /** TTL in seconds of items set without one. Default: no expiry. */
   defaultTtl?: number
+}
+
+export interface NearCacheMetrics {
+  hits: number
+  misses: number
+  evictions: number
+  entries: number
+  /** Approximate memory of the values kept, bytes. */
+  bytes: number
+}
+
+/** `nearCache` options. */
+export interface NearCacheOptions {
+  /** Most values kept; the least recently used go first. Default 10000. */
+  maxEntries?: number
+  /** Most memory for values, bytes (approximate). Default 67108864 (64 MiB). */
+  maxBytes?: number
+  /**
+   * A value is read again from Redis after this many seconds even without a change.
+   * Default: kept until changed or evicted.
+   */
+  ttlSeconds?: number
 }
 
 /** The outcome of `consumeAll`. */
@@ -757,6 +785,12 @@ export interface RedisOptions {
    * bound. Default 10000.
    */
   maxInFlight?: number
+  /**
+   * Keep values read with `get`, `getJson`, `getBuffer`, `mget` and `CacheService`
+   * reads in process memory, dropped as soon as Redis reports a change (client-side
+   * caching, Redis 6+). `true` for the defaults. Default: off.
+   */
+  nearCache?: boolean | NearCacheOptions
 }
 
 /** What `getSessionInfo` and `listUserSessions` tell about a session (times in epoch ms). */

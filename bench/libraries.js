@@ -35,6 +35,8 @@ const libraries = {
   'nestjs-redis-native': ours({ captureStackTraces: false }),
   // as in development: every rejection gets the stack of the code that awaited it
   'nestjs-redis-native (stack traces)': ours({ captureStackTraces: true }),
+  // with the near cache (only in the scenarios that name it)
+  'nestjs-redis-native (near cache)': { ...ours({ captureStackTraces: false, nearCache: { maxEntries: 200000 } }), only: true },
 
   'ioredis (auto-pipelining)': ioredis(true),
   ioredis: ioredis(false),
@@ -133,6 +135,7 @@ function available() {
       'valkey-glide': '@valkey/valkey-glide',
       'nestjs-redis-native': '..',
       'nestjs-redis-native (stack traces)': '..',
+      'nestjs-redis-native (near cache)': '..',
       'rate-limiter-flexible': 'rate-limiter-flexible',
     }[name];
     try {

@@ -179,6 +179,13 @@ async function main() {
       }
     }
     const summary = Object.fromEntries(names.map((n) => [n, summarize(rounds[n])]));
+    for (const n of names) {
+      const near = adapters[n].client?.metrics?.().nearCache;
+      if (near && near.hits + near.misses > 0) {
+        summary[n].nearCacheHitRatio = near.hits / (near.hits + near.misses);
+        log(`bench: ${scenario.id}: ${n}: near cache hit ratio ${(100 * summary[n].nearCacheHitRatio).toFixed(1)}% so far`);
+      }
+    }
     const ours = summary[OURS];
     const ratios = {};
     if (ours) {

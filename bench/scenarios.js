@@ -150,4 +150,56 @@ for (const [algorithm, label] of [
   });
 }
 
+// Near cache: a hot key read one await at a time, and a Zipf-distributed read mix over
+// 100,000 keys (s = 1: a few keys are read very often, most rarely), against ioredis.
+const NEAR = 'nestjs-redis-native (near cache)';
+const ZIPF_KEYS = 100000;
+const zipfKey = (i) => `bench:zipf:${i}`;
+const zipfRanks = (() => {
+  // inverse CDF of Zipf(1) over ZIPF_KEYS ranks, sampled with a fixed seed
+  const weights = Array.from({ length: ZIPF_KEYS }, (_, r) => 1 / (r + 1));
+  const total = weights.reduce((a, b) => a + b, 0);
+  const cdf = new Float64Array(ZIPF_KEYS);
+  let acc = 0;
+  for (let r = 0; r < ZIPF_KEYS; r++) cdf[r] = acc += weights[r] / total;
+  let seed = 42;
+  const random = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+  return Array.from({ length: 1 << 18 }, () => {
+    const x = random();
+    let lo = 0;
+    let hi = ZIPF_KEYS - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (cdf[mid] < x) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  });
+})();
+scenarios.push(
+  {
+    id: 'near-hot-seq',
+    title: 'GET of one hot key, sequential (near cache)',
+    inFlight: 1,
+    calls: 20000,
+    libraries: [NEAR, OURS, 'ioredis'],
+    prepare: (lib) => lib.set('bench:hot', VALUE),
+    call: (lib) => lib.get('bench:hot'),
+  },
+  {
+    id: 'near-zipf-100',
+    title: 'GET, Zipf(1) over 100,000 keys, 100 in flight (near cache)',
+    inFlight: 100,
+    calls: 200000,
+    libraries: [NEAR, OURS, IOREDIS],
+    prepare: async (lib, name) => {
+      if (name !== NEAR) return; // one fill for all: the keys are shared
+      for (let i = 0; i < ZIPF_KEYS; i += 1000) {
+        await Promise.all(Array.from({ length: 1000 }, (_, j) => lib.set(zipfKey(i + j), VALUE)));
+      }
+    },
+    call: (lib, i) => lib.get(zipfKey(zipfRanks[i & (zipfRanks.length - 1)])),
+  },
+);
+
 module.exports = { scenarios, key, VALUE, KEYS };

@@ -143,6 +143,18 @@ impl RedisClient {
         p99: m.p99_us,
         max: m.max_us,
       },
+      near_cache: self
+        .conn
+        .near_cache_stats()
+        .map(
+          |[hits, misses, evictions, entries, bytes]| NearCacheMetrics {
+            hits: hits as f64,
+            misses: misses as f64,
+            evictions: evictions as f64,
+            entries: entries as f64,
+            bytes: bytes as f64,
+          },
+        ),
     }
   }
 
@@ -255,6 +267,20 @@ pub struct ClientMetrics {
   pub in_flight: f64,
   /// Latency from sending to the reply, µs: median and 99th percentile (histogram bucket bounds: at most ~19% above the true value) and the exact maximum.
   pub latency_us: LatencyUs,
+  /// With `nearCache`: reads it answered (`hits`), reads that went to Redis while it was
+  /// on (`misses`), values dropped to stay within its bounds (`evictions`), and what it
+  /// holds now.
+  pub near_cache: Option<NearCacheMetrics>,
+}
+
+#[napi(object)]
+pub struct NearCacheMetrics {
+  pub hits: f64,
+  pub misses: f64,
+  pub evictions: f64,
+  pub entries: f64,
+  /// Approximate memory of the values kept, bytes.
+  pub bytes: f64,
 }
 
 #[napi(object)]

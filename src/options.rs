@@ -102,6 +102,24 @@ pub struct RedisOptions {
   /// `ERR_REDIS_CONNECTION` (Redis is not keeping up) instead of queueing without
   /// bound. Default 10000.
   pub max_in_flight: Option<f64>,
+  /// Keep values read with `get`, `getJson`, `getBuffer`, `mget` and `CacheService`
+  /// reads in process memory, dropped as soon as Redis reports a change (client-side
+  /// caching, Redis 6+). `true` for the defaults. Default: off.
+  #[napi(ts_type = "boolean | NearCacheOptions")]
+  pub near_cache: Option<bool>,
+}
+
+/// `nearCache` options.
+#[allow(dead_code)]
+#[napi(object)]
+pub struct NearCacheOptions {
+  /// Most values kept; the least recently used go first. Default 10000.
+  pub max_entries: Option<f64>,
+  /// Most memory for values, bytes (approximate). Default 67108864 (64 MiB).
+  pub max_bytes: Option<f64>,
+  /// A value is read again from Redis after this many seconds even without a change.
+  /// Default: kept until changed or evicted.
+  pub ttl_seconds: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -142,6 +160,7 @@ pub struct ClientConfig {
   pub capture_stack_traces: bool,
   pub max_value_bytes: u64,
   pub max_in_flight: u64,
+  pub near_cache: Option<crate::connection::NearCacheConfig>,
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -187,6 +206,7 @@ const KNOWN_OPTIONS: &[&str] = &[
   "captureStackTraces",
   "maxValueBytes",
   "maxInFlight",
+  "nearCache",
 ];
 
 /// Parses the options object given to `RedisClient.connect()`. `None` (or `undefined`)
@@ -429,6 +449,44 @@ fn from_object(map: &Map<String, Value>) -> RnResult<ClientConfig> {
     .unwrap_or(DEFAULT_MAX_VALUE_BYTES);
   let max_in_flight =
     opt_int(map, "maxInFlight", 1.0, 1_000_000_000.0)?.unwrap_or(DEFAULT_MAX_IN_FLIGHT);
+  let near_cache = match map.get("nearCache") {
+    None | Some(Value::Null) | Some(Value::Bool(false)) => None,
+    Some(Value::Bool(true)) => Some(crate::connection::NearCacheConfig {
+      max_entries: crate::connection::near_cache::DEFAULT_MAX_ENTRIES,
+      max_bytes: crate::connection::near_cache::DEFAULT_MAX_BYTES,
+      ttl: None,
+    }),
+    Some(Value::Object(n)) => {
+      reject_unknown(
+        n,
+        &["maxEntries", "maxBytes", "ttlSeconds"],
+        "nearCache option",
+      )?;
+      let ttl = match opt_number(n, "ttlSeconds")? {
+        None => None,
+        Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
+        Some(_) => {
+          return Err(RnError::invalid(
+            "option `nearCache.ttlSeconds` must be a number of seconds > 0",
+          ))
+        }
+      };
+      Some(crate::connection::NearCacheConfig {
+        max_entries: opt_int(n, "maxEntries", 1.0, 1e9)?
+          .map(|v| v as usize)
+          .unwrap_or(crate::connection::near_cache::DEFAULT_MAX_ENTRIES),
+        max_bytes: opt_int(n, "maxBytes", 1024.0, 1e13)?
+          .map(|v| v as usize)
+          .unwrap_or(crate::connection::near_cache::DEFAULT_MAX_BYTES),
+        ttl,
+      })
+    }
+    Some(_) => {
+      return Err(RnError::invalid(
+        "option `nearCache` must be true or { maxEntries, maxBytes, ttlSeconds }",
+      ))
+    }
+  };
 
   Ok(ClientConfig {
     host,
@@ -446,6 +504,7 @@ fn from_object(map: &Map<String, Value>) -> RnResult<ClientConfig> {
     capture_stack_traces: true,
     max_value_bytes,
     max_in_flight,
+    near_cache,
   })
 }
 

@@ -19,7 +19,7 @@ use redis::Value;
 use crate::args;
 use crate::client::connection_of;
 use crate::completion::{complete_with, js_error};
-use crate::connection::Connection;
+use crate::connection::{Connection, ReadKind};
 use crate::error::{RnError, RnResult};
 use crate::js_helper;
 use crate::json::{self, JsonText};
@@ -290,8 +290,8 @@ impl CacheNamespace {
     let stats = self.stats.clone();
     complete_with(env, self.conn.traces(), parsed, move |item| async move {
       let mut cmd = redis::cmd("HGETALL");
-      cmd.arg(item);
-      let Value::Array(pairs) = conn.exec(cmd).await? else {
+      cmd.arg(&item);
+      let Value::Array(pairs) = conn.read(ReadKind::HashAll, &item, cmd).await? else {
         return Err(RnError::internal("unexpected HGETALL reply"));
       };
       let found = item_json(&pairs);

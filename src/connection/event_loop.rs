@@ -149,6 +149,8 @@ struct Shared {
   events: Arc<Events>,
   /// For subscriber connections (RESP3 pushes, on tokio).
   sub_client: redis::Client,
+  /// The generation of the connection while it is up, 0 while it is not.
+  link: AtomicU64,
   /// Handed to uv handles as their data: found again in the callbacks.
   me: Mutex<Weak<Shared>>,
   id: u64,
@@ -215,6 +217,7 @@ impl EventLoop {
       metrics,
       events,
       sub_client,
+      link: AtomicU64::new(0),
       me: Mutex::new(Weak::new()),
       id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
     });
@@ -251,6 +254,12 @@ impl EventLoop {
     self.shared.closed.load(Ordering::SeqCst)
   }
 
+  /// The generation of the connection while it is up (it changes with every new
+  /// connection), 0 while it is not.
+  pub fn link(&self) -> u64 {
+    self.shared.link.load(Ordering::Acquire)
+  }
+
   pub fn reconnect_delay(&self, attempt: u32) -> Duration {
     super::standalone::backoff_delay(
       &self.shared.config.reconnect,
@@ -259,16 +268,18 @@ impl EventLoop {
     )
   }
 
-  /// A subscriber connection (RESP3, on tokio) to the same server.
+  /// A connection for pushes (RESP3, on tokio) to the same server, named
+  /// `<clientName>:<role>`.
   pub async fn open_subscriber(
     &self,
     push: tokio::sync::mpsc::UnboundedSender<redis::PushInfo>,
+    role: &str,
   ) -> RnResult<redis::aio::MultiplexedConnection> {
     if self.is_closed() {
       return Err(RnError::closed());
     }
     let cfg = &self.shared.config;
-    let name = cfg.client_name.as_ref().map(|n| format!("{n}:sub"));
+    let name = cfg.client_name.as_ref().map(|n| format!("{n}:{role}"));
     super::standalone::open_with(
       cfg,
       &self.shared.sub_client,
@@ -803,6 +814,7 @@ impl Shared {
     let mut inner = self.inner.borrow_mut();
     inner.generation += 1;
     let generation = inner.generation;
+    self.link.store(generation, Ordering::Release);
     inner.state = State::Connected(Box::new(Wire {
       transport,
       poll,
@@ -825,6 +837,7 @@ impl Shared {
   /// Switches to a new connection (after READONLY); calls in flight on the old one get
   /// their replies... unless it is closed: they fail with the connection code.
   fn replace(&self, transport: Transport) {
+    self.link.store(0, Ordering::Release);
     let old = {
       let mut inner = self.inner.borrow_mut();
       std::mem::replace(&mut inner.state, State::Closed)
@@ -872,6 +885,7 @@ impl Shared {
           last_error: why.message.clone(),
         }
       };
+      self.link.store(0, Ordering::Release);
       std::mem::replace(&mut inner.state, next)
     };
     let why = scrub(why, &self.config);
@@ -904,6 +918,7 @@ impl Shared {
     if self.closed.swap(true, Ordering::SeqCst) {
       return;
     }
+    self.link.store(0, Ordering::Release);
     let (old, timer) = {
       let mut inner = self.inner.borrow_mut();
       let timer = std::mem::replace(&mut inner.timer, std::ptr::null_mut());

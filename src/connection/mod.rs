@@ -9,6 +9,7 @@
 mod event_loop;
 mod events;
 mod metrics;
+pub mod near_cache;
 mod standalone;
 mod tls;
 mod wire;
@@ -25,6 +26,7 @@ use crate::options::ClientConfig;
 
 pub use events::{EventKind, Events};
 pub use metrics::{Metrics, Snapshot};
+pub use near_cache::{NearCache, NearCacheConfig, ReadKind};
 pub use standalone::Standalone;
 
 /// The server (or servers) commands go to.
@@ -65,16 +67,24 @@ impl Backend {
     }
   }
 
-  async fn open_subscriber(&self, push: PushSender) -> RnResult<SubscriberConn> {
+  async fn open_subscriber(&self, push: PushSender, role: &str) -> RnResult<SubscriberConn> {
     match self {
       Backend::EventLoop(s) => s
-        .open_subscriber(push)
+        .open_subscriber(push, role)
         .await
         .map(SubscriberConn::Standalone),
       Backend::Standalone(s) => s
-        .open_subscriber(push)
+        .open_subscriber(push, role)
         .await
         .map(SubscriberConn::Standalone),
+    }
+  }
+
+  /// The generation of the command connection while it is up, 0 while it is not.
+  fn link(&self) -> u64 {
+    match self {
+      Backend::EventLoop(s) => s.link(),
+      Backend::Standalone(s) => s.link(),
     }
   }
 
@@ -102,6 +112,10 @@ struct Inner {
   events: Arc<Events>,
   /// State services share per client and name (a cache namespace's counters, say).
   registry: std::sync::Mutex<Registry>,
+  /// `nearCache`: values kept in process memory while Redis tracks them for us.
+  near: Option<Arc<NearCache>>,
+  /// Wakes the near cache's tracking task when the client closes.
+  closing: Arc<tokio::sync::Notify>,
 }
 
 type Registry =
@@ -119,6 +133,10 @@ impl Connection {
   pub async fn open(config: ClientConfig, env: napi::sys::napi_env) -> RnResult<Connection> {
     let prefix: Arc<str> = Arc::from(config.key_prefix.as_str());
     let address = config.address();
+    let near = config
+      .near_cache
+      .clone()
+      .map(|c| Arc::new(NearCache::new(c)));
     let (traces, command_timeout, max_value_bytes, max_in_flight) = (
       config.capture_stack_traces,
       config.command_timeout,
@@ -134,7 +152,7 @@ impl Connection {
     } else {
       Backend::Standalone(Standalone::connect(config, metrics.clone(), events.clone()).await?)
     };
-    Ok(Connection {
+    let connection = Connection {
       inner: Arc::new(Inner {
         backend,
         prefix,
@@ -147,8 +165,14 @@ impl Connection {
         metrics,
         events,
         registry: Default::default(),
+        near,
+        closing: Arc::new(tokio::sync::Notify::new()),
       }),
-    })
+    };
+    if connection.inner.near.is_some() {
+      connection.start_tracking().await?;
+    }
+    Ok(connection)
   }
 
   pub fn prefix(&self) -> &str {
@@ -191,9 +215,52 @@ impl Connection {
     Ok(())
   }
 
+  /// With the near cache: drops at once what this command may change, so this client
+  /// reads its own writes (Redis's invalidation of them comes later, on the tracking
+  /// connection).
+  fn note_writes(&self, cmd: &Cmd) {
+    let Some(near) = &self.inner.near else {
+      return;
+    };
+    let args: Vec<&[u8]> = cmd
+      .args_iter()
+      .filter_map(|a| match a {
+        redis::Arg::Simple(b) => Some(b),
+        _ => None,
+      })
+      .collect();
+    let Some(name) = args.first() else { return };
+    let name = String::from_utf8_lossy(name).to_ascii_uppercase();
+    let keys: Vec<Vec<u8>> = match name.as_str() {
+      "GET" | "MGET" | "HGETALL" | "HGET" | "EXISTS" | "PTTL" | "TTL" | "TYPE" | "STRLEN"
+      | "SCAN" | "PING" | "INFO" | "COMMAND" | "CLIENT" | "TIME" | "PUBLISH" | "KEYS"
+      | "ZRANGE" | "ZCARD" | "ZSCORE" | "SMEMBERS" | "SCARD" | "LRANGE" | "LLEN" => return,
+      "DEL" | "UNLINK" | "TOUCH" => args[1..].iter().map(|k| k.to_vec()).collect(),
+      "MSET" | "MSETNX" => args[1..].iter().step_by(2).map(|k| k.to_vec()).collect(),
+      "EVAL" | "EVALSHA" | "EVAL_RO" | "EVALSHA_RO" | "FCALL" => {
+        let count = args
+          .get(2)
+          .and_then(|n| std::str::from_utf8(n).ok())
+          .and_then(|n| n.parse::<usize>().ok())
+          .unwrap_or(0);
+        args
+          .iter()
+          .skip(3)
+          .take(count)
+          .map(|k| k.to_vec())
+          .collect()
+      }
+      _ => args.get(1).map(|k| vec![k.to_vec()]).unwrap_or_default(),
+    };
+    if !keys.is_empty() {
+      near.invalidate(&keys);
+    }
+  }
+
   /// Sends one command; a server error reply becomes `ERR_REDIS_COMMAND`.
   pub async fn exec(&self, cmd: Cmd) -> RnResult<Value> {
     self.check_size(&cmd)?;
+    self.note_writes(&cmd);
     let started = self.started()?;
     let result = match self.inner.backend.exec(cmd).await {
       Ok(Value::ServerError(e)) => Err(RnError::from(redis::RedisError::from(e))),
@@ -228,6 +295,139 @@ impl Connection {
     m.record(count, started.elapsed(), error.is_some(), timeout);
   }
 
+  /// A read that the near cache may answer: `kind` reads `key` (already prefixed) with
+  /// `cmd`. Without `nearCache`, simply `exec(cmd)`.
+  pub async fn read(&self, kind: ReadKind, key: &str, cmd: Cmd) -> RnResult<Value> {
+    let Some(near) = &self.inner.near else {
+      return self.exec(cmd).await;
+    };
+    let link = self.inner.backend.link();
+    if let Some(v) = near.lookup(kind, key.as_bytes(), link) {
+      return Ok(v);
+    }
+    if let Some(tracking) = near.needs_enabling(link) {
+      self.enable_tracking(near, link, tracking).await;
+    }
+    if !near.live(self.inner.backend.link()) {
+      return self.exec(cmd).await;
+    }
+    let ticket = near.begin_read(kind, key.as_bytes());
+    let result = self.exec(cmd).await;
+    near.end_read(ticket, result.as_ref().ok());
+    result
+  }
+
+  /// `MGET` of `keys` (already prefixed), each key answered by the near cache when it
+  /// can: only the others are read from Redis.
+  pub async fn read_many(&self, keys: &[String]) -> RnResult<Vec<Value>> {
+    let Some(near) = &self.inner.near else {
+      let mut cmd = redis::cmd("MGET");
+      for k in keys {
+        cmd.arg(k);
+      }
+      return match self.exec(cmd).await? {
+        Value::Array(values) => Ok(values),
+        other => Err(RnError::internal(format!(
+          "unexpected MGET reply {other:?}"
+        ))),
+      };
+    };
+    let link = self.inner.backend.link();
+    let mut out: Vec<Option<Value>> = keys
+      .iter()
+      .map(|k| near.lookup(ReadKind::Get, k.as_bytes(), link))
+      .collect();
+    let missing: Vec<usize> = (0..keys.len()).filter(|&i| out[i].is_none()).collect();
+    if !missing.is_empty() {
+      if let Some(tracking) = near.needs_enabling(link) {
+        self.enable_tracking(near, link, tracking).await;
+      }
+      let live = near.live(self.inner.backend.link());
+      let tickets: Vec<_> = missing
+        .iter()
+        .filter(|_| live)
+        .map(|&i| near.begin_read(ReadKind::Get, keys[i].as_bytes()))
+        .collect();
+      let mut cmd = redis::cmd("MGET");
+      for &i in &missing {
+        cmd.arg(&keys[i]);
+      }
+      let result = self.exec(cmd).await;
+      let values = match result {
+        Ok(Value::Array(values)) if values.len() == missing.len() => values,
+        Ok(other) => {
+          tickets.into_iter().for_each(|t| near.end_read(t, None));
+          return Err(RnError::internal(format!(
+            "unexpected MGET reply {other:?}"
+          )));
+        }
+        Err(e) => {
+          tickets.into_iter().for_each(|t| near.end_read(t, None));
+          return Err(e);
+        }
+      };
+      let mut tickets = tickets.into_iter();
+      for (&i, v) in missing.iter().zip(values) {
+        if live {
+          if let Some(t) = tickets.next() {
+            near.end_read(t, Some(&v));
+          }
+        }
+        out[i] = Some(v);
+      }
+    }
+    Ok(out.into_iter().map(|v| v.unwrap_or(Value::Nil)).collect())
+  }
+
+  /// Turns tracking on for command connection `link`, redirected to `tracking`.
+  async fn enable_tracking(&self, near: &NearCache, link: u64, tracking: i64) {
+    let mut cmd = redis::cmd("CLIENT");
+    cmd.arg("TRACKING").arg("ON").arg("REDIRECT").arg(tracking);
+    match self.exec(cmd).await {
+      Ok(_) if self.inner.backend.link() == link => near.enabled(link, tracking),
+      _ => near.enabling_failed(),
+    }
+  }
+
+  /// Opens the near cache's tracking connection (and keeps it open): it receives Redis's
+  /// invalidations. `connect` waits for the first one, so a bad server fails fast.
+  async fn start_tracking(&self) -> RnResult<()> {
+    let (push, pushes) = tokio::sync::mpsc::unbounded_channel();
+    let conn = self.open_tracking(push).await?;
+    let weak = Arc::downgrade(&self.inner);
+    napi::bindgen_prelude::spawn(track(weak, conn, pushes));
+    Ok(())
+  }
+
+  /// A tracking connection: `CLIENT ID` known to the near cache.
+  async fn open_tracking(&self, push: PushSender) -> RnResult<SubscriberConn> {
+    let mut conn = self.inner.backend.open_subscriber(push, "tracking").await?;
+    let SubscriberConn::Standalone(c) = &mut conn;
+    let id: i64 = redis::cmd("CLIENT")
+      .arg("ID")
+      .query_async(c)
+      .await
+      .map_err(RnError::from)?;
+    if let Some(near) = &self.inner.near {
+      near.set_tracking(id);
+    }
+    Ok(conn)
+  }
+
+  /// `client.metrics().nearCache`: hits, misses, evictions, entries, bytes.
+  pub fn near_cache_stats(&self) -> Option<[u64; 5]> {
+    self.inner.near.as_ref().map(|n| {
+      let (entries, bytes) = n.size();
+      [
+        n.hits.load(Ordering::Relaxed),
+        n.misses.load(Ordering::Relaxed),
+        n.evictions.load(Ordering::Relaxed),
+        entries as u64,
+        bytes as u64,
+      ]
+    })
+  }
+
   /// Whether `key` (already prefixed) exists.
   pub async fn exists(&self, key: &str) -> RnResult<bool> {
     let mut cmd = redis::cmd("EXISTS");
@@ -258,7 +458,7 @@ impl Connection {
   /// A dedicated subscriber connection: messages of what it subscribes arrive on `push`
   /// (as RESP3 pushes; a `Disconnection` push says it was lost).
   pub async fn open_subscriber(&self, push: PushSender) -> RnResult<Subscriber> {
-    let conn = self.inner.backend.open_subscriber(push).await?;
+    let conn = self.inner.backend.open_subscriber(push, "sub").await?;
     Ok(Subscriber {
       conn,
       timeout: self.inner.command_timeout,
@@ -306,6 +506,9 @@ impl Connection {
     for cmd in pipe.cmd_iter() {
       self.check_size(cmd)?;
     }
+    for cmd in pipe.cmd_iter() {
+      self.note_writes(cmd);
+    }
     let started = self.started()?;
     let result = self.inner.backend.exec_pipeline(pipe, count).await;
     self.finished(started, count as u64, result.as_ref().err());
@@ -325,6 +528,10 @@ impl Connection {
 
   pub fn close(&self) {
     self.inner.backend.close();
+    self.inner.closing.notify_waiters();
+    if let Some(near) = &self.inner.near {
+      near.set_tracking(0);
+    }
   }
 
   pub fn is_closed(&self) -> bool {
@@ -412,6 +619,78 @@ impl Subscriber {
         "the subscriber connection got no answer within {} ms (commandTimeoutMs)",
         self.timeout.as_millis()
       ))),
+    }
+  }
+}
+
+/// The near cache's tracking task: applies Redis's invalidations; when the tracking
+/// connection is lost, empties the cache and opens a new one (with the client's backoff)
+/// until the client closes.
+async fn track(
+  weak: std::sync::Weak<Inner>,
+  mut conn: SubscriberConn,
+  mut pushes: tokio::sync::mpsc::UnboundedReceiver<redis::PushInfo>,
+) {
+  let mut attempt = 0u32;
+  loop {
+    let Some(inner) = weak.upgrade() else { return };
+    let closing = inner.closing.clone();
+    let Some(near) = inner.near.clone() else {
+      return;
+    };
+    drop(inner);
+    // apply invalidations until the connection is lost
+    loop {
+      let push = tokio::select! {
+        p = pushes.recv() => p,
+        _ = closing.notified() => None,
+      };
+      let Some(push) = push else { break };
+      match push.kind {
+        redis::PushKind::Invalidate => match push.data.first() {
+          Some(Value::Array(keys)) => {
+            let keys: Vec<Vec<u8>> = keys
+              .iter()
+              .filter_map(|k| match k {
+                Value::BulkString(b) => Some(b.clone()),
+                Value::SimpleString(s) => Some(s.as_bytes().to_vec()),
+                _ => None,
+              })
+              .collect();
+            near.invalidate(&keys);
+          }
+          // a nil key list: the server dropped everything (FLUSHALL, or its tracking table)
+          _ => near.flush(),
+        },
+        redis::PushKind::Disconnection => break,
+        _ => {}
+      }
+    }
+    near.set_tracking(0);
+    drop(conn);
+    // reconnect until it works or the client closes
+    loop {
+      let Some(inner) = weak.upgrade() else { return };
+      if inner.backend.is_closed() {
+        return;
+      }
+      attempt += 1;
+      let delay = inner.backend.reconnect_delay(attempt);
+      let closing = inner.closing.clone();
+      drop(inner);
+      tokio::select! {
+        _ = tokio::time::sleep(delay) => {}
+        _ = closing.notified() => return,
+      }
+      let Some(inner) = weak.upgrade() else { return };
+      let connection = Connection { inner };
+      let (push, next) = tokio::sync::mpsc::unbounded_channel();
+      if let Ok(c) = connection.open_tracking(push).await {
+        conn = c;
+        pushes = next;
+        attempt = 0;
+        break;
+      }
     }
   }
 }

@@ -156,11 +156,20 @@ impl Standalone {
     self.shared.closed.load(Ordering::SeqCst)
   }
 
+  /// The generation of the connection while it is up, 0 while it is not.
+  pub fn link(&self) -> u64 {
+    match &*self.shared.state.read().unwrap_or_else(|e| e.into_inner()) {
+      State::Connected { generation, .. } => *generation,
+      _ => 0,
+    }
+  }
+
   /// A new dedicated subscriber connection (RESP3: messages arrive as pushes on `push`),
   /// named `<clientName>:sub`, within the connect timeout.
   pub async fn open_subscriber(
     &self,
     push: mpsc::UnboundedSender<redis::PushInfo>,
+    role: &str,
   ) -> RnResult<MultiplexedConnection> {
     if self.is_closed() {
       return Err(RnError::closed());
@@ -170,7 +179,7 @@ impl Standalone {
       .config
       .client_name
       .as_ref()
-      .map(|n| format!("{n}:sub"));
+      .map(|n| format!("{n}:{role}"));
     open_with(
       &self.shared.config,
       &self.shared.sub_client,

@@ -13,7 +13,7 @@ use redis::{Cmd, Value};
 use crate::args;
 use crate::client::connection_of;
 use crate::completion::complete_with;
-use crate::connection::Connection;
+use crate::connection::{Connection, ReadKind};
 use crate::error::{RnError, RnResult};
 use crate::json;
 use crate::reply::{int, Reply};
@@ -206,9 +206,10 @@ impl RedisService {
       self.conn.traces(),
       args::key(&key, "key"),
       move |key| async move {
+        let stored = conn.key(&key);
         let mut cmd = redis::cmd("GET");
-        cmd.arg(conn.key(&key));
-        text_or_null(conn.exec(cmd).await?, &key)
+        cmd.arg(&stored);
+        text_or_null(conn.read(ReadKind::Get, &stored, cmd).await?, &key)
       },
     )
   }
@@ -436,13 +437,8 @@ impl RedisService {
         if keys.is_empty() {
           return Ok(Vec::new());
         }
-        let mut cmd = redis::cmd("MGET");
-        for k in &keys {
-          cmd.arg(conn.key(k));
-        }
-        let Value::Array(values) = conn.exec(cmd).await? else {
-          return Err(RnError::internal("unexpected MGET reply"));
-        };
+        let stored: Vec<String> = keys.iter().map(|k| conn.key(k)).collect();
+        let values = conn.read_many(&stored).await?;
         values
           .into_iter()
           .zip(keys.iter())
@@ -538,9 +534,10 @@ impl RedisService {
       self.conn.traces(),
       args::key(&key, "key"),
       move |key| async move {
+        let stored = conn.key(&key);
         let mut cmd = redis::cmd("GET");
-        cmd.arg(conn.key(&key));
-        match conn.exec(cmd).await? {
+        cmd.arg(&stored);
+        match conn.read(ReadKind::Get, &stored, cmd).await? {
           Value::Nil => Ok(None),
           Value::BulkString(b) => json::text(b, &key).map(Some),
           other => Err(RnError::internal(format!("unexpected reply {other:?}"))),
@@ -596,9 +593,10 @@ impl RedisService {
       self.conn.traces(),
       args::key(&key, "key"),
       move |key| async move {
+        let stored = conn.key(&key);
         let mut cmd = redis::cmd("GET");
-        cmd.arg(conn.key(&key));
-        match conn.exec(cmd).await? {
+        cmd.arg(&stored);
+        match conn.read(ReadKind::Get, &stored, cmd).await? {
           Value::Nil => Ok(None),
           Value::BulkString(b) => Ok(Some(Buffer::from(b))),
           other => Err(RnError::internal(format!("unexpected reply {other:?}"))),
