@@ -75,7 +75,8 @@ for (const algorithm of algorithms) {
       const refused = await limiter.consume(key, opts({ limit: 3 }));
       assert.equal(refused.allowed, false);
       assert.equal(refused.remaining, 0);
-      assert.ok(refused.retryAfterMs > 0 && refused.retryAfterMs <= 60_000, String(refused.retryAfterMs));
+      // the counter may have to wait into the next window, while this one's count weighs less
+      assert.ok(refused.retryAfterMs > 0 && refused.retryAfterMs <= span - 1000, String(refused.retryAfterMs));
     });
 
     it('a caller that waits retryAfterMs is then allowed', async () => {
