@@ -219,7 +219,7 @@ describe('messages and stacks you can trace', () => {
     const e = await sessions.createSession('s-wrong', { userId: 'u1' }).catch((err: unknown) => err);
     assert.ok(isRedisError(e));
     assert.equal(e.code, 'ERR_REDIS_COMMAND');
-    assert.match(e.message, /^script session_service\/create\.lua: .*WRONGTYPE/);
+    assert.match(e.message, /^SessionService script create\.lua: .*WRONGTYPE/);
   });
 
   it('a value larger than maxValueBytes is ERR_INVALID_ARGUMENT, nothing is sent, and the connection goes on', async () => {

@@ -12,8 +12,8 @@ pub const NO_KEYS: &[&str] = &[];
 pub const NO_ARGS: &[&[u8]] = &[];
 
 pub struct LuaScript {
-  /// `<service>/<file>.lua`, for messages.
-  name: &'static str,
+  /// `<Service> script <file>.lua`, for messages.
+  name: String,
   code: &'static str,
   sha: String,
 }
@@ -29,10 +29,30 @@ macro_rules! lua_script {
   };
 }
 
+/// `nestjs_redis_native::session_service/create.lua` → `SessionService script create.lua`.
+fn display_name(path: &str) -> String {
+  let path = path.strip_prefix("nestjs_redis_native::").unwrap_or(path);
+  let (module, file) = path.rsplit_once('/').unwrap_or(("", path));
+  let service: String = module
+    .split('_')
+    .map(|w| {
+      let mut c = w.chars();
+      c.next()
+        .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+        .unwrap_or_default()
+    })
+    .collect();
+  if service.is_empty() {
+    format!("script {file}")
+  } else {
+    format!("{service} script {file}")
+  }
+}
+
 impl LuaScript {
   pub fn new(name: &'static str, code: &'static str) -> LuaScript {
     LuaScript {
-      name: name.strip_prefix("nestjs_redis_native::").unwrap_or(name),
+      name: display_name(name),
       code,
       sha: redis::Script::new(code).get_hash().to_string(),
     }
@@ -65,6 +85,18 @@ impl LuaScript {
       }
       other => other,
     };
-    outcome.map_err(|e| e.context(&format!("script {}", self.name)))
+    outcome.map_err(|e| e.context(&self.name))
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  #[test]
+  fn scripts_are_named_after_their_service_and_file() {
+    assert_eq!(
+      super::display_name("nestjs_redis_native::session_service/create.lua"),
+      "SessionService script create.lua"
+    );
+    assert_eq!(super::display_name("x.lua"), "script x.lua");
   }
 }
