@@ -5,7 +5,8 @@ import { PingController } from '../common';
 import { AppController } from './app.controller';
 
 @Module({
-  imports: [RedisModule.forRoot({ url: process.env.REDIS_URL, clientName: 'bench-ours' })],
+  // production settings: the near cache serves the product reads (NODE_ENV=production: no stack capture)
+  imports: [RedisModule.forRoot({ url: process.env.REDIS_URL, clientName: 'bench-ours', nearCache: true })],
   controllers: [PingController, AppController],
 })
 export class AppModule {}
