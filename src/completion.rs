@@ -133,14 +133,6 @@ thread_local! {
   /// Set by `NextTurn`: the task polled now wants to be polled again on a later turn of
   /// the event loop.
   static NEXT_TURN: Cell<bool> = const { Cell::new(false) };
-  /// Set when a call failed fast without I/O (no connection): its task settles on a
-  /// later turn even if it turns the failure into a value (a rate limit's policy).
-  static FAILED_FAST: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Marks the call being polled as failed fast (see `FAILED_FAST`).
-pub fn failed_fast() {
-  FAILED_FAST.with(|f| f.set(true));
 }
 
 /// Pending once, then ready on a later turn of the event loop (through the threadsafe
@@ -383,7 +375,6 @@ fn spawn(env: sys::napi_env, task: Task, keeps_alive: bool) -> napi::Result<()> 
   } else {
     DRAINING.with(|d| d.set(true));
     FIRST_POLL.with(|f| f.set(true));
-    FAILED_FAST.with(|f| f.set(false));
     poll_task(id);
     FIRST_POLL.with(|f| f.set(false));
     DRAINING.with(|d| d.set(false));
@@ -441,10 +432,7 @@ where
       .catch_unwind()
       .await
       .unwrap_or_else(|panic| Err(RnError::internal(panic_message(panic))));
-    // a call done inside itself settles on a later turn when it failed (or failed fast
-    // and made a value of it); a value served from memory settles now
-    let failed_fast = FAILED_FAST.with(|f| f.replace(false));
-    if FIRST_POLL.with(Cell::get) && (outcome.is_err() || failed_fast) {
+    if FIRST_POLL.with(Cell::get) {
       NextTurn(false).await;
     }
     settle(raw_env, deferred, outcome);

@@ -367,7 +367,6 @@ impl Shared {
     let now = Instant::now();
     let deadline = now + self.config.command_timeout;
     let State::Connected(wire) = &mut inner.state else {
-      crate::completion::failed_fast();
       return Err(self.unavailable(&inner.state));
     };
     let idle = wire.pending.is_empty() && wire.sent >= wire.out.len();

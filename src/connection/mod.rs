@@ -275,7 +275,6 @@ impl Connection {
     let m = &self.inner.metrics;
     let before = m.in_flight.fetch_add(1, Ordering::Relaxed);
     if before >= self.inner.max_in_flight as i64 {
-      crate::completion::failed_fast();
       m.in_flight.fetch_sub(1, Ordering::Relaxed);
       m.record(1, std::time::Duration::ZERO, true, false);
       return Err(RnError::connection(format!(

@@ -120,10 +120,7 @@ impl Standalone {
   /// the server in the order they were issued.
   pub async fn exec(&self, cmd: Cmd) -> RnResult<Value> {
     // Fail fast (closed, or reconnecting) before queueing anything.
-    if let Err(e) = self.shared.current() {
-      crate::completion::failed_fast();
-      return Err(e);
-    }
+    self.shared.current()?;
     let (reply, answer) = oneshot::channel();
     self
       .outbox
