@@ -312,9 +312,29 @@ impl Connection {
       return self.exec(cmd).await;
     }
     let ticket = near.begin_read(kind, key.as_bytes());
-    let result = self.exec(cmd).await;
+    let result = self.exec_tracked(cmd).await;
     near.end_read(ticket, result.as_ref().ok());
     result
+  }
+
+  /// `cmd`, a read the near cache keeps, sent right behind `CLIENT CACHING YES` (one
+  /// write, so nothing comes between them): tracking is opt-in, so Redis tracks only
+  /// the keys the near cache keeps, not every key a script or command reads (a rate
+  /// limiter's counters would otherwise cost an invalidation message on every write).
+  async fn exec_tracked(&self, cmd: Cmd) -> RnResult<Value> {
+    let mut pipe = redis::pipe();
+    pipe.cmd("CLIENT").arg("CACHING").arg("YES");
+    pipe.add_command(cmd.clone());
+    let mut values = self.exec_pipeline(pipe, 2).await?;
+    match (values.pop(), values.pop()) {
+      (Some(Value::ServerError(e)), _) => Err(standalone::labeled(
+        RnError::from(redis::RedisError::from(e)),
+        &cmd,
+        &self.inner.prefix,
+      )),
+      (Some(v), Some(_)) => Ok(v),
+      _ => Err(RnError::internal("a read got no reply")),
+    }
   }
 
   /// `MGET` of `keys` (already prefixed), each key answered by the near cache when it
@@ -352,7 +372,11 @@ impl Connection {
       for &i in &missing {
         cmd.arg(&keys[i]);
       }
-      let result = self.exec(cmd).await;
+      let result = if live {
+        self.exec_tracked(cmd).await
+      } else {
+        self.exec(cmd).await
+      };
       let values = match result {
         Ok(Value::Array(values)) if values.len() == missing.len() => values,
         Ok(other) => {
@@ -382,7 +406,12 @@ impl Connection {
   /// Turns tracking on for command connection `link`, redirected to `tracking`.
   async fn enable_tracking(&self, near: &NearCache, link: u64, tracking: i64) {
     let mut cmd = redis::cmd("CLIENT");
-    cmd.arg("TRACKING").arg("ON").arg("REDIRECT").arg(tracking);
+    cmd
+      .arg("TRACKING")
+      .arg("ON")
+      .arg("REDIRECT")
+      .arg(tracking)
+      .arg("OPTIN");
     match self.exec(cmd).await {
       Ok(_) if self.inner.backend.link() == link => near.enabled(link, tracking),
       _ => near.enabling_failed(),
