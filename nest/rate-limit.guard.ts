@@ -16,6 +16,13 @@ import { describeError, isOutage } from './redis.errors';
 import type { RateLimitOutage } from './redis.module-definition';
 import type { RateLimitGuardOptions } from './redis.providers';
 
+/** A limit of a route, ready to count a request: the key so far (scope and limit), what to pass, and who is counted. */
+interface PreparedRule {
+  base: string;
+  options: Omit<RateLimitRule, 'key'>;
+  key: RateLimitRule['key'];
+}
+
 /** Marks a request already counted (the guard may run more than once for it). */
 const COUNTED = Symbol('nestjs-redis-native:rate-limited');
 
@@ -38,6 +45,8 @@ const outages = new WeakMap<RateLimitService, boolean>();
 export class RateLimitGuard implements CanActivate {
   private readonly logger = new Logger('RateLimitGuard');
   private readonly options: RateLimitGuardOptions;
+  /** Each route's limits, by controller class and handler. */
+  private readonly prepared = new WeakMap<Function, WeakMap<Function, PreparedRule[]>>();
 
   constructor(
     private readonly limiter: RateLimitService,
@@ -55,35 +64,23 @@ export class RateLimitGuard implements CanActivate {
     if (req[COUNTED]) return true;
     req[COUNTED] = true;
 
-    const cls = context.getClass();
-    const handler = context.getHandler();
-    if (this.reflector.getAllAndOverride<boolean>(SKIP_RATE_LIMIT, [handler, cls])) return true;
-    const route = `${cls.name}.${handler.name}`;
-    let rules = [
-      ...((Reflect.getMetadata(RATE_LIMITS, cls) ?? []) as RateLimitRule[]).map((rule, i) => ({
-        rule,
-        scope: `${cls.name}#${i}`,
-      })),
-      ...((Reflect.getMetadata(RATE_LIMITS, handler) ?? []) as RateLimitRule[]).map((rule, i) => ({
-        rule,
-        scope: `${route}#${i}`,
-      })),
-    ];
-    if (rules.length === 0 && this.options.default) rules = [{ rule: this.options.default, scope: `${route}#default` }];
+    const rules = this.rulesOf(context.getClass(), context.getHandler());
     if (rules.length === 0) return true;
 
-    const checks: RateLimitCheck[] = await Promise.all(
-      rules.map(async ({ rule, scope }) => {
-        const { key, ...options } = rule;
-        // a key function that gives nothing usable falls back to the IP (marked, so it is never mistaken for a key)
-        const who = key ? ((await whoFrom(key, context)) ?? `ip:${clientIp(req)}`) : clientIp(req);
-        return { ...options, key: `${scope}:${options.limit}/${options.windowSeconds}:${who}` };
-      }),
-    );
+    const checks: RateLimitCheck[] = [];
+    for (const { base, options, key } of rules) {
+      // a key function that gives nothing usable falls back to the IP (marked, so it is never mistaken for a key)
+      const who = key ? ((await whoFrom(key, context)) ?? `ip:${clientIp(req)}`) : clientIp(req);
+      checks.push({ ...options, key: base + who });
+    }
 
     let results: RateLimitResult[];
     try {
-      results = (await this.limiter.consumeAll(checks)).results;
+      // one limit: `consume` (same answer, less to build); several: counted together
+      results =
+        checks.length === 1
+          ? [await this.limiter.consume(checks[0]!.key, rules[0]!.options)]
+          : (await this.limiter.consumeAll(checks)).results;
     } catch (error) {
       if (!isOutage(error)) throw error;
       // Redis went away between counting and refunding: the outage policy of the rules decides.
@@ -119,6 +116,27 @@ export class RateLimitGuard implements CanActivate {
       );
     }
     return true;
+  }
+
+  /** The limits of a route (its controller's, then its own; else the default), worked out once per route. */
+  private rulesOf(cls: Function, handler: Function): PreparedRule[] {
+    let byHandler = this.prepared.get(cls);
+    if (!byHandler) this.prepared.set(cls, (byHandler = new WeakMap()));
+    let rules = byHandler.get(handler);
+    if (rules) return rules;
+    rules = [];
+    if (!this.reflector.getAllAndOverride<boolean>(SKIP_RATE_LIMIT, [handler, cls])) {
+      const route = `${cls.name}.${handler.name}`;
+      const add = (rule: RateLimitRule, scope: string) => {
+        const { key, ...options } = rule;
+        rules!.push({ base: `${scope}:${options.limit}/${options.windowSeconds}:`, options, key });
+      };
+      ((Reflect.getMetadata(RATE_LIMITS, cls) ?? []) as RateLimitRule[]).forEach((r, i) => add(r, `${cls.name}#${i}`));
+      ((Reflect.getMetadata(RATE_LIMITS, handler) ?? []) as RateLimitRule[]).forEach((r, i) => add(r, `${route}#${i}`));
+      if (rules.length === 0 && this.options.default) add(this.options.default, `${route}#default`);
+    }
+    byHandler.set(handler, rules);
+    return rules;
   }
 
   /**
