@@ -28,6 +28,15 @@ interface StoredResponse {
   headers?: Record<string, string>;
 }
 
+/** A route's options, its header (and its lower-case name), its name, and its `@HttpCode()`. */
+interface PreparedRoute {
+  options: IdempotentOptions;
+  header: string;
+  headerName: string;
+  route: string;
+  httpCode: number | undefined;
+}
+
 /** Response headers kept with a stored response and set again on replay. */
 const KEPT_HEADERS = ['location', 'content-type'];
 
@@ -46,6 +55,8 @@ const STORE_RETRY_MAX_MS = 2000;
 @Injectable()
 export class IdempotencyInterceptor implements NestInterceptor {
   private readonly logger = new Logger('IdempotencyInterceptor');
+  /** Each route's options, by controller class and handler. */
+  private readonly routes = new WeakMap<Function, WeakMap<Function, PreparedRoute>>();
 
   constructor(
     private readonly idempotency: IdempotencyService,
@@ -56,13 +67,11 @@ export class IdempotencyInterceptor implements NestInterceptor {
 
   async intercept(context: ExecutionContext, next: CallHandler): Promise<Observable<unknown>> {
     if (context.getType() !== 'http') return next.handle();
-    const options =
-      this.reflector.getAllAndOverride<IdempotentOptions>(IDEMPOTENT_OPTIONS, [context.getHandler(), context.getClass()]) ?? {};
+    const { options, header, headerName, route, httpCode } = this.routeOf(context.getClass(), context.getHandler());
     const http = context.switchToHttp();
     const req = http.getRequest();
     const res = http.getResponse();
-    const header = options.header ?? 'Idempotency-Key';
-    const value = req.headers?.[header.toLowerCase()];
+    const value = req.headers?.[headerName];
     const idempotencyKey: string | undefined = Array.isArray(value) ? value[0] : value;
     if (!idempotencyKey) {
       if (options.required) throw new BadRequestException(`the ${header} header is required`);
@@ -71,7 +80,6 @@ export class IdempotencyInterceptor implements NestInterceptor {
     if (idempotencyKey.length > 255) throw new BadRequestException(`the ${header} header is longer than 255 characters`);
 
     // The route is the handler that matched (not the URL's spelling); the scope is the caller.
-    const route = `${context.getClass().name}.${context.getHandler().name}`;
     const scope = scopeOf(options, context, req);
     const key = `http:${req.method}:${route}:${scope === undefined ? '-' : `scope=${encodeURIComponent(scope)}`}:${idempotencyKey}`;
     // What the request asks for: its route parameters and body, as JSON values (key order aside).
@@ -109,8 +117,7 @@ export class IdempotencyInterceptor implements NestInterceptor {
     // this run owns the key: a late complete/abandon never touches a newer run's record
     const owner = { token: begun.token, fingerprint };
     const what = `${req.method} ${route} with ${header} ${idempotencyKey}`;
-    const defaultStatus =
-      this.reflector.get<number>(HTTP_CODE_METADATA, context.getHandler()) ?? (req.method === 'POST' ? 201 : 200);
+    const defaultStatus = httpCode ?? (req.method === 'POST' ? 201 : 200);
     return next.handle().pipe(
       mergeMap(async (body) => {
         const status = typeof res.statusCode === 'number' && res.statusCode !== 200 ? res.statusCode : defaultStatus;
@@ -124,6 +131,26 @@ export class IdempotencyInterceptor implements NestInterceptor {
       }),
       catchError((error) => from(this.release(key, owner.token, what)).pipe(mergeMap(() => throwError(() => error)))),
     );
+  }
+
+  /** A route's `@Idempotent()` options and what follows from them, worked out once per route. */
+  private routeOf(cls: Function, handler: Function): PreparedRoute {
+    let byHandler = this.routes.get(cls);
+    if (!byHandler) this.routes.set(cls, (byHandler = new WeakMap()));
+    let prepared = byHandler.get(handler);
+    if (!prepared) {
+      const options = this.reflector.getAllAndOverride<IdempotentOptions>(IDEMPOTENT_OPTIONS, [handler, cls]) ?? {};
+      const header = options.header ?? 'Idempotency-Key';
+      prepared = {
+        options,
+        header,
+        headerName: header.toLowerCase(),
+        route: `${cls.name}.${handler.name}`,
+        httpCode: this.reflector.get<number | undefined>(HTTP_CODE_METADATA, handler),
+      };
+      byHandler.set(handler, prepared);
+    }
+    return prepared;
   }
 
   /**
@@ -226,15 +253,20 @@ function keptHeaders(res: any): Record<string, string> | undefined {
 
 /** JSON with every object's keys sorted: equal JSON values give equal text. */
 function canonicalJson(value: unknown): string {
-  return (
-    JSON.stringify(value, (_key, v) =>
-      v !== null && typeof v === 'object' && !Array.isArray(v)
-        ? Object.fromEntries(
-            Object.keys(v)
-              .sort()
-              .map((k) => [k, v[k]]),
-          )
-        : v,
-    ) ?? 'null'
-  );
+  return sorted(value) ?? 'null';
+}
+
+/** `JSON.stringify` with sorted keys (same values, same `toJSON`, same omissions). */
+function sorted(value: unknown): string | undefined {
+  if (value !== null && typeof value === 'object' && typeof (value as { toJSON?: unknown }).toJSON === 'function') {
+    value = (value as { toJSON(): unknown }).toJSON();
+  }
+  if (value === null || typeof value !== 'object') return JSON.stringify(value);
+  if (Array.isArray(value)) return `[${value.map((v) => sorted(v) ?? 'null').join(',')}]`;
+  const parts: string[] = [];
+  for (const k of Object.keys(value).sort()) {
+    const v = sorted((value as Record<string, unknown>)[k]);
+    if (v !== undefined) parts.push(`${JSON.stringify(k)}:${v}`);
+  }
+  return `{${parts.join(',')}}`;
 }
