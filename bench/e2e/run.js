@@ -13,6 +13,7 @@
 //   E2E_CPU_PROF      a directory: run the apps with --cpu-prof and print their top
 //                     self-time functions at the end (best with E2E_ROUTES=me)
 //   E2E_IOREDIS_AUTOPIPELINING=1  turn on ioredis's auto-pipelining in the ioredis app
+//   E2E_NEAR_CACHE=0  run our app without its near cache (it serves GET /product/:id)
 //   E2E_RESULTS       where to write the results (default bench/results/e2e-latest.json)
 //   E2E_ADDON         the addon to load instead of the release build, e.g. a release build
 //                     with symbols for `perf` (CARGO_PROFILE_RELEASE_STRIP=none)
