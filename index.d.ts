@@ -492,6 +492,13 @@ export interface CacheUpdateOptions {
 /** `client.health()`: whether the server answers, and what it is. */
 export interface ClientHealth {
   status: 'up' | 'down'
+  /** How the client reaches Redis. */
+  topology: 'standalone' | 'cluster' | 'sentinel'
+  /**
+   * A cluster: every node, with its role and whether it answers. The cluster is `up`
+   * when every master that serves slots answers.
+   */
+  nodes?: Array<ClusterNodeHealth>
   /** PING round trip, ms (when up). */
   latencyMs?: number
   serverVersion?: string
@@ -526,6 +533,27 @@ export interface ClientMetrics {
    * holds now.
    */
   nearCache?: NearCacheMetrics
+}
+
+/** One node of a cluster in `health()`. */
+export interface ClusterNodeHealth {
+  /** `host:port`. */
+  address: string
+  role: 'master' | 'replica'
+  status: 'up' | 'down'
+  /** PING round trip, ms (when up). */
+  latencyMs?: number
+  /** Why it is down: `{ code, message }`. */
+  error?: { code: string; message: string }
+}
+
+/** `cluster` options. */
+export interface ClusterOptions {
+  /**
+   * Any reachable nodes of the cluster (`redis://host:port`, `rediss://` for TLS); the
+   * others and the slot map are discovered and kept current.
+   */
+  nodes: Array<string>
 }
 
 /** Options of `complete` (instead of a ttl number). */
@@ -791,6 +819,30 @@ export interface RedisOptions {
    * caching, Redis 6+). `true` for the defaults. Default: off.
    */
   nearCache?: boolean | NearCacheOptions
+  /**
+   * A Redis Cluster instead of one server: `{ nodes: ['redis://10.0.0.1:6379', ...] }`.
+   * `username`, `password`, `tls`, `keyPrefix`, timeouts and `reconnect` apply to every
+   * node. Not with `url`/`host`/`port`. Environment: `REDIS_CLUSTER_NODES`.
+   */
+  cluster?: ClusterOptions
+  /**
+   * The master that Sentinel names, followed across failovers: `{ nodes:
+   * ['redis://10.0.0.1:26379'], masterName: 'mymaster' }`. `username`/`password`/`tls`/
+   * `db` are the master's. Environment: `REDIS_SENTINELS` + `REDIS_SENTINEL_MASTER`.
+   */
+  sentinel?: SentinelOptions
+}
+
+/** `sentinel` options. */
+export interface SentinelOptions {
+  /** The sentinels to ask (`redis://host:26379`). */
+  nodes: Array<string>
+  /** The name the sentinels monitor the master under (`sentinel monitor <name> ...`). */
+  masterName: string
+  /** The sentinels' password, when they have one (`requirepass` in sentinel.conf). */
+  sentinelPassword?: string
+  /** The sentinels' user (ACL), when they need one. */
+  sentinelUsername?: string
 }
 
 /** What `getSessionInfo` and `listUserSessions` tell about a session (times in epoch ms). */

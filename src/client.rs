@@ -166,10 +166,61 @@ impl RedisClient {
     let conn = self.conn.clone();
     complete(env, async move {
       let started = std::time::Instant::now();
+      let topology = conn.topology();
+      // a cluster: every node answers for itself; up when every master that serves
+      // slots does (a lost replica is reported, not an outage)
+      let mut nodes_json = None;
+      let mut info_at = None;
+      let mut down: Option<RnError> = None;
+      if let Some(nodes) = conn.cluster_nodes().await {
+        match nodes {
+          Err(e) => down = Some(e),
+          Ok(nodes) => {
+            let checks = futures_util::future::join_all(nodes.iter().map(|n| {
+              let conn = conn.clone();
+              let target = Some((n.host.clone(), n.port));
+              async move {
+                let t = std::time::Instant::now();
+                let r = conn.exec_at(&target, redis::cmd("PING")).await;
+                r.map(|_| t.elapsed().as_secs_f64() * 1000.0)
+              }
+            }))
+            .await;
+            let mut list = Vec::new();
+            for (n, r) in nodes.iter().zip(checks) {
+              let role = if n.master { "master" } else { "replica" };
+              match r {
+                Ok(ms) => {
+                  if n.master && n.has_slots && info_at.is_none() {
+                    info_at = Some((n.host.clone(), n.port));
+                  }
+                  list.push(serde_json::json!({
+                    "address": n.address(), "role": role, "status": "up", "latencyMs": ms,
+                  }));
+                }
+                Err(e) => {
+                  if n.master && n.has_slots && down.is_none() {
+                    down = Some(e.clone().context(&format!("master {}", n.address())));
+                  }
+                  list.push(serde_json::json!({
+                    "address": n.address(), "role": role, "status": "down",
+                    "error": { "code": e.code.as_str(), "message": e.message },
+                  }));
+                }
+              }
+            }
+            nodes_json = Some(serde_json::Value::Array(list));
+          }
+        }
+      }
       let checked = async {
-        conn.exec(redis::cmd("PING")).await?;
+        if let Some(e) = down {
+          return Err(e);
+        }
+        let target = info_at;
+        conn.exec_at(&target, redis::cmd("PING")).await?;
         let latency = started.elapsed().as_secs_f64() * 1000.0;
-        let info = match conn.exec(redis::cmd("INFO")).await? {
+        let info = match conn.exec_at(&target, redis::cmd("INFO")).await? {
           redis::Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
           redis::Value::VerbatimString { text, .. } => text,
           _ => String::new(),
@@ -187,6 +238,8 @@ impl RedisClient {
           let number = |name: &str| field(name).and_then(|v| v.parse::<f64>().ok());
           serde_json::json!({
             "status": "up",
+            "topology": topology,
+            "nodes": nodes_json,
             "latencyMs": latency,
             "serverVersion": field("redis_version"),
             "mode": field("redis_mode"),
@@ -198,9 +251,17 @@ impl RedisClient {
         }
         Err(e) => serde_json::json!({
           "status": "down",
+          "topology": topology,
+          "nodes": nodes_json,
           "error": { "code": e.code.as_str(), "message": e.message },
         }),
       };
+      let mut out = out;
+      if out["nodes"].is_null() {
+        if let Some(o) = out.as_object_mut() {
+          o.remove("nodes");
+        }
+      }
       Ok(JsonText(out.to_string()))
     })
   }
@@ -210,6 +271,23 @@ impl RedisClient {
   pub fn key_prefix(&self) -> String {
     self.conn.prefix().to_string()
   }
+}
+
+/// One node of a cluster in `health()`.
+#[allow(dead_code)] // built as JSON; this struct declares its TypeScript type
+#[napi(object)]
+pub struct ClusterNodeHealth {
+  /// `host:port`.
+  pub address: String,
+  #[napi(ts_type = "'master' | 'replica'")]
+  pub role: String,
+  #[napi(ts_type = "'up' | 'down'")]
+  pub status: String,
+  /// PING round trip, ms (when up).
+  pub latency_ms: Option<f64>,
+  /// Why it is down: `{ code, message }`.
+  #[napi(ts_type = "{ code: string; message: string }")]
+  pub error: Option<serde_json::Value>,
 }
 
 /// What a connection event listener receives (see `RedisClient.on`).
@@ -296,6 +374,12 @@ pub struct LatencyUs {
 pub struct ClientHealth {
   #[napi(ts_type = "'up' | 'down'")]
   pub status: String,
+  /// How the client reaches Redis.
+  #[napi(ts_type = "'standalone' | 'cluster' | 'sentinel'")]
+  pub topology: String,
+  /// A cluster: every node, with its role and whether it answers. The cluster is `up`
+  /// when every master that serves slots answers.
+  pub nodes: Option<Vec<ClusterNodeHealth>>,
   /// PING round trip, ms (when up).
   pub latency_ms: Option<f64>,
   pub server_version: Option<String>,

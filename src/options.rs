@@ -107,6 +107,37 @@ pub struct RedisOptions {
   /// caching, Redis 6+). `true` for the defaults. Default: off.
   #[napi(ts_type = "boolean | NearCacheOptions")]
   pub near_cache: Option<bool>,
+  /// A Redis Cluster instead of one server: `{ nodes: ['redis://10.0.0.1:6379', ...] }`.
+  /// `username`, `password`, `tls`, `keyPrefix`, timeouts and `reconnect` apply to every
+  /// node. Not with `url`/`host`/`port`. Environment: `REDIS_CLUSTER_NODES`.
+  pub cluster: Option<ClusterOptions>,
+  /// The master that Sentinel names, followed across failovers: `{ nodes:
+  /// ['redis://10.0.0.1:26379'], masterName: 'mymaster' }`. `username`/`password`/`tls`/
+  /// `db` are the master's. Environment: `REDIS_SENTINELS` + `REDIS_SENTINEL_MASTER`.
+  pub sentinel: Option<SentinelOptions>,
+}
+
+/// `cluster` options.
+#[allow(dead_code)]
+#[napi(object)]
+pub struct ClusterOptions {
+  /// Any reachable nodes of the cluster (`redis://host:port`, `rediss://` for TLS); the
+  /// others and the slot map are discovered and kept current.
+  pub nodes: Vec<String>,
+}
+
+/// `sentinel` options.
+#[allow(dead_code)]
+#[napi(object)]
+pub struct SentinelOptions {
+  /// The sentinels to ask (`redis://host:26379`).
+  pub nodes: Vec<String>,
+  /// The name the sentinels monitor the master under (`sentinel monitor <name> ...`).
+  pub master_name: String,
+  /// The sentinels' password, when they have one (`requirepass` in sentinel.conf).
+  pub sentinel_password: Option<String>,
+  /// The sentinels' user (ACL), when they need one.
+  pub sentinel_username: Option<String>,
 }
 
 /// `nearCache` options.
@@ -161,6 +192,50 @@ pub struct ClientConfig {
   pub max_value_bytes: u64,
   pub max_in_flight: u64,
   pub near_cache: Option<crate::connection::NearCacheConfig>,
+  /// One server (`host`/`port`), a Redis Cluster, or a master found through Sentinel.
+  pub topology: Topology,
+}
+
+/// Where the servers are.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Topology {
+  /// `host`:`port`.
+  #[default]
+  Standalone,
+  /// A Redis Cluster: any of its nodes; the rest is discovered.
+  Cluster { nodes: Vec<(String, u16)> },
+  /// The master Sentinel names `master_name`; `host`/`port` are unused.
+  Sentinel(SentinelConfig),
+}
+
+/// `sentinel` options: the sentinels to ask, the master's name, and the sentinels' own
+/// credentials (the master's are the client's `username`/`password`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SentinelConfig {
+  pub nodes: Vec<(String, u16)>,
+  pub master_name: String,
+  pub username: Option<String>,
+  pub password: Option<String>,
+}
+
+impl std::fmt::Debug for SentinelConfig {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    f.debug_struct("SentinelConfig")
+      .field("nodes", &self.nodes)
+      .field("master_name", &self.master_name)
+      .field("username", &self.username)
+      .field("password", &self.password.as_ref().map(|_| "***"))
+      .finish()
+  }
+}
+
+/// `host:port` (IPv6 hosts in brackets).
+pub fn host_port(host: &str, port: u16) -> String {
+  if host.contains(':') {
+    format!("[{host}]:{port}")
+  } else {
+    format!("{host}:{port}")
+  }
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -179,12 +254,31 @@ impl std::fmt::Debug for ClientConfig {
 }
 
 impl ClientConfig {
-  /// `host:port`, the only way a connection is named in messages.
+  /// `host:port` (a cluster: its nodes; Sentinel: the master's name and the sentinels),
+  /// the only way a connection is named in messages.
   pub fn address(&self) -> String {
-    if self.host.contains(':') {
-      format!("[{}]:{}", self.host, self.port)
-    } else {
-      format!("{}:{}", self.host, self.port)
+    let list = |nodes: &[(String, u16)]| {
+      nodes
+        .iter()
+        .map(|(h, p)| host_port(h, *p))
+        .collect::<Vec<_>>()
+        .join(",")
+    };
+    match &self.topology {
+      Topology::Standalone => host_port(&self.host, self.port),
+      Topology::Cluster { nodes } => format!("cluster {}", list(nodes)),
+      Topology::Sentinel(s) => format!("{} (Sentinel {})", s.master_name, list(&s.nodes)),
+    }
+  }
+
+  /// The same settings for one server at `host`:`port` (a cluster node, the master
+  /// Sentinel named).
+  pub fn for_node(&self, host: &str, port: u16) -> ClientConfig {
+    ClientConfig {
+      host: host.to_string(),
+      port,
+      topology: Topology::Standalone,
+      ..self.clone()
     }
   }
 }
@@ -207,6 +301,8 @@ const KNOWN_OPTIONS: &[&str] = &[
   "maxValueBytes",
   "maxInFlight",
   "nearCache",
+  "cluster",
+  "sentinel",
 ];
 
 /// Parses the options object given to `RedisClient.connect()`. `None` (or `undefined`)
@@ -240,12 +336,49 @@ pub fn parse_options(
   Ok(config)
 }
 
-const LOCATION_OPTIONS: &[&str] = &["url", "host", "port", "username", "password", "db", "tls"];
+const LOCATION_OPTIONS: &[&str] = &[
+  "url", "host", "port", "username", "password", "db", "tls", "cluster", "sentinel",
+];
 
 fn env_options(env: &HashMap<String, String>) -> RnResult<Map<String, Value>> {
   let get = |k: &str| env.get(k).filter(|v| !v.is_empty()).cloned();
   let mut map = Map::new();
-  if let Some(url) = get("REDIS_URL") {
+  let list = |v: String| -> Value {
+    Value::Array(
+      v.split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| Value::String(n.to_string()))
+        .collect(),
+    )
+  };
+  if let Some(nodes) = get("REDIS_CLUSTER_NODES") {
+    map.insert(
+      "cluster".into(),
+      serde_json::json!({ "nodes": list(nodes) }),
+    );
+  } else if let Some(sentinels) = get("REDIS_SENTINELS") {
+    let master = get("REDIS_SENTINEL_MASTER").ok_or_else(|| {
+      RnError::invalid(
+        "REDIS_SENTINELS is set but REDIS_SENTINEL_MASTER (the master's name) is not",
+      )
+    })?;
+    let mut sentinel = serde_json::json!({ "nodes": list(sentinels), "masterName": master });
+    if let Some(p) = get("REDIS_SENTINEL_PASSWORD") {
+      sentinel["sentinelPassword"] = Value::String(p);
+    }
+    if let Some(u) = get("REDIS_SENTINEL_USERNAME") {
+      sentinel["sentinelUsername"] = Value::String(u);
+    }
+    map.insert("sentinel".into(), sentinel);
+    if let Some(tls) = get("REDIS_TLS") {
+      let on = matches!(
+        tls.to_ascii_lowercase().as_str(),
+        "1" | "true" | "yes" | "on"
+      );
+      map.insert("tls".into(), Value::Bool(on));
+    }
+  } else if let Some(url) = get("REDIS_URL") {
     map.insert("url".into(), Value::String(url));
   } else {
     if let Some(host) = get("REDIS_HOST") {
@@ -408,6 +541,23 @@ fn from_object(map: &Map<String, Value>) -> RnResult<ClientConfig> {
     }
   }
 
+  let topology = parse_topology(map, &mut username, &mut password, &mut tls)?;
+  if matches!(topology, Topology::Cluster { .. })
+    && !matches!(
+      map.get("nearCache"),
+      None | Some(Value::Null) | Some(Value::Bool(false))
+    )
+  {
+    return Err(RnError::invalid(
+      "option `nearCache` is not available on a Redis Cluster yet (one server and Sentinel only)",
+    ));
+  }
+  if matches!(topology, Topology::Cluster { .. }) && db != 0 {
+    return Err(RnError::invalid(
+      "option `db`: a Redis Cluster has only database 0",
+    ));
+  }
+
   let key_prefix = opt_string(map, "keyPrefix")?.unwrap_or_default();
   let connect_timeout =
     opt_millis(map, "connectTimeoutMs", false)?.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
@@ -505,7 +655,146 @@ fn from_object(map: &Map<String, Value>) -> RnResult<ClientConfig> {
     max_value_bytes,
     max_in_flight,
     near_cache,
+    topology,
   })
+}
+
+/// A node of `cluster.nodes` / `sentinel.nodes`: `redis://[user:pass@]host:port`,
+/// `rediss://...` or `host:port`.
+fn parse_node(input: &Value, what: &str) -> RnResult<ParsedUrl> {
+  let Value::String(text) = input else {
+    return Err(RnError::invalid(format!(
+      "option `{what}` must be a URL string (redis://host:port)"
+    )));
+  };
+  let with_scheme = if text.contains("://") {
+    text.clone()
+  } else {
+    format!("redis://{text}")
+  };
+  parse_url(&with_scheme).map_err(|e| {
+    RnError::invalid(
+      e.message
+        .replacen("option `url`", &format!("option `{what}`"), 1),
+    )
+  })
+}
+
+fn node_list(map: &Map<String, Value>, what: &str) -> RnResult<Vec<ParsedUrl>> {
+  let nodes = match map.get("nodes") {
+    Some(Value::Array(nodes)) if !nodes.is_empty() => nodes,
+    _ => {
+      return Err(RnError::invalid(format!(
+        "option `{what}.nodes` must be a non-empty array of URLs (redis://host:port)"
+      )))
+    }
+  };
+  nodes
+    .iter()
+    .enumerate()
+    .map(|(i, n)| parse_node(n, &format!("{what}.nodes[{i}]")))
+    .collect()
+}
+
+/// `cluster` / `sentinel`: where the servers are. A cluster's node URLs may carry the
+/// credentials and TLS (`rediss://`) when the options do not.
+fn parse_topology(
+  map: &Map<String, Value>,
+  username: &mut Option<String>,
+  password: &mut Option<String>,
+  tls: &mut Option<TlsConfig>,
+) -> RnResult<Topology> {
+  let cluster = map.get("cluster").filter(|v| !v.is_null());
+  let sentinel = map.get("sentinel").filter(|v| !v.is_null());
+  if cluster.is_none() && sentinel.is_none() {
+    return Ok(Topology::Standalone);
+  }
+  if cluster.is_some() && sentinel.is_some() {
+    return Err(RnError::invalid(
+      "options `cluster` and `sentinel` exclude each other",
+    ));
+  }
+  let which = if cluster.is_some() {
+    "cluster"
+  } else {
+    "sentinel"
+  };
+  if let Some(k) = ["url", "host", "port"]
+    .iter()
+    .find(|k| map.contains_key(**k))
+  {
+    return Err(RnError::invalid(format!(
+      "option `{k}` does not go with `{which}`, which names its own servers"
+    )));
+  }
+  if let Some(cluster) = cluster {
+    let Value::Object(c) = cluster else {
+      return Err(RnError::invalid(
+        "option `cluster` must be an object: { nodes: ['redis://host:port', ...] }",
+      ));
+    };
+    reject_unknown(c, &["nodes"], "cluster option")?;
+    let nodes = node_list(c, "cluster")?;
+    if let Some(n) = nodes.iter().find(|n| n.db != 0) {
+      return Err(RnError::invalid(format!(
+        "option `cluster.nodes`: {}: a Redis Cluster has only database 0",
+        host_port(&n.host, n.port)
+      )));
+    }
+    if let Some(with) = nodes
+      .iter()
+      .find(|n| n.username.is_some() || n.password.is_some())
+    {
+      if username.is_none() {
+        *username = with.username.clone();
+      }
+      if password.is_none() {
+        *password = with.password.clone();
+      }
+    }
+    if tls.is_none() && nodes.iter().any(|n| n.tls) {
+      *tls = Some(TlsConfig {
+        reject_unauthorized: true,
+        ..Default::default()
+      });
+    }
+    return Ok(Topology::Cluster {
+      nodes: nodes.into_iter().map(|n| (n.host, n.port)).collect(),
+    });
+  }
+  let Some(Value::Object(s)) = sentinel else {
+    return Err(RnError::invalid(
+      "option `sentinel` must be an object: { nodes: ['redis://host:26379', ...], masterName }",
+    ));
+  };
+  reject_unknown(
+    s,
+    &[
+      "nodes",
+      "masterName",
+      "sentinelPassword",
+      "sentinelUsername",
+    ],
+    "sentinel option",
+  )?;
+  let nodes = node_list(s, "sentinel")?;
+  let master_name = match s.get("masterName") {
+    Some(Value::String(m)) if !m.is_empty() => m.clone(),
+    _ => {
+      return Err(RnError::invalid(
+        "option `sentinel.masterName` must be the non-empty name the sentinels monitor the master under",
+      ))
+    }
+  };
+  let first_with = nodes.iter().find(|n| n.password.is_some());
+  Ok(Topology::Sentinel(SentinelConfig {
+    master_name,
+    username: opt_string(s, "sentinelUsername")?
+      .or_else(|| first_with.and_then(|n| n.username.clone())),
+    password: opt_string(s, "sentinelPassword")?
+      .or_else(|| first_with.and_then(|n| n.password.clone())),
+    nodes: nodes.into_iter().map(|n| (n.host, n.port)).collect(),
+  }))
 }
 
 fn pem(map: &Map<String, Value>, name: &str) -> RnResult<Option<Vec<u8>>> {
@@ -1129,5 +1418,77 @@ mod tests {
     assert_eq!((c.host.as_str(), c.port), ("h", 7000));
     assert_eq!(c.username.as_deref(), Some("envuser"));
     assert_eq!(c.password.as_deref(), Some("envpass"));
+  }
+
+  #[test]
+  fn cluster_nodes_are_urls_or_host_port_and_may_carry_the_credentials() {
+    let c =
+      parse(json!({ "cluster": { "nodes": ["redis://:pw@127.0.0.1:7000", "127.0.0.1:7001"] } }))
+        .unwrap();
+    assert_eq!(
+      c.topology,
+      Topology::Cluster {
+        nodes: vec![("127.0.0.1".into(), 7000), ("127.0.0.1".into(), 7001)]
+      }
+    );
+    assert_eq!(c.password.as_deref(), Some("pw"));
+    assert_eq!(c.address(), "cluster 127.0.0.1:7000,127.0.0.1:7001");
+  }
+
+  #[test]
+  fn a_cluster_refuses_url_host_db_near_cache_and_an_empty_node_list() {
+    for bad in [
+      json!({ "cluster": { "nodes": [] } }),
+      json!({ "cluster": { "nodes": ["redis://h:1"] }, "url": "redis://h:2" }),
+      json!({ "cluster": { "nodes": ["redis://h:1"] }, "host": "h" }),
+      json!({ "cluster": { "nodes": ["redis://h:1"] }, "db": 2 }),
+      json!({ "cluster": { "nodes": ["redis://h:1/3"] } }),
+      json!({ "cluster": { "nodes": ["redis://h:1"] }, "nearCache": true }),
+      json!({ "cluster": { "nodes": [7000] } }),
+      json!({ "cluster": { "nodes": ["redis://h:1"], "other": 1 } }),
+      json!({ "cluster": { "nodes": ["redis://h:1"] }, "sentinel": { "nodes": ["redis://h:2"], "masterName": "m" } }),
+    ] {
+      let e = parse(bad.clone()).expect_err(&bad.to_string());
+      assert_eq!(e.code, crate::error::ErrorCode::InvalidArgument, "{bad}");
+    }
+  }
+
+  #[test]
+  fn sentinel_needs_its_nodes_and_the_master_name() {
+    let c = parse(json!({
+      "sentinel": { "nodes": ["redis://127.0.0.1:26379"], "masterName": "mymaster", "sentinelPassword": "sp" },
+      "password": "mp",
+    }))
+    .unwrap();
+    let Topology::Sentinel(s) = &c.topology else {
+      panic!("{:?}", c.topology)
+    };
+    assert_eq!(s.master_name, "mymaster");
+    assert_eq!(s.password.as_deref(), Some("sp"));
+    assert_eq!(c.password.as_deref(), Some("mp"));
+    assert!(!format!("{s:?}").contains("sp\""));
+    assert!(parse(json!({ "sentinel": { "nodes": ["redis://h:1"] } })).is_err());
+    assert!(parse(json!({ "sentinel": { "nodes": [], "masterName": "m" } })).is_err());
+  }
+
+  #[test]
+  fn the_environment_selects_a_cluster_or_sentinel() {
+    let c = parse_options(
+      None,
+      &env(&[("REDIS_CLUSTER_NODES", "redis://a:1, redis://b:2")]),
+    )
+    .unwrap();
+    assert!(matches!(&c.topology, Topology::Cluster { nodes } if nodes.len() == 2));
+    let c = parse_options(
+      Some(&json!({ "keyPrefix": "app:" })),
+      &env(&[
+        ("REDIS_SENTINELS", "redis://a:26379"),
+        ("REDIS_SENTINEL_MASTER", "m"),
+      ]),
+    )
+    .unwrap();
+    assert!(matches!(&c.topology, Topology::Sentinel(s) if s.master_name == "m"));
+    assert_eq!(c.key_prefix, "app:");
+    assert!(parse_options(None, &env(&[("REDIS_SENTINELS", "redis://a:26379")])).is_err());
   }
 }

@@ -280,6 +280,19 @@ impl EventLoop {
     }
     let cfg = &self.shared.config;
     let name = cfg.client_name.as_ref().map(|n| format!("{n}:{role}"));
+    if matches!(cfg.topology, crate::options::Topology::Sentinel(_)) {
+      // the master named now
+      let master = super::sentinel::resolve(cfg).await?;
+      let client = super::standalone::build_client(&master, redis::ProtocolVersion::RESP3)?;
+      return super::standalone::open_with(
+        &master,
+        &client,
+        name.as_deref(),
+        Some(push),
+        "cannot open a subscriber connection to Redis at",
+      )
+      .await;
+    }
     super::standalone::open_with(
       cfg,
       &self.shared.sub_client,

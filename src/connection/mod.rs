@@ -6,10 +6,12 @@
 //! any service or public API changing: services only build `redis::Cmd`s and call
 //! `exec` / `exec_pipeline`.
 
+mod cluster;
 mod event_loop;
 mod events;
 mod metrics;
 pub mod near_cache;
+mod sentinel;
 mod standalone;
 mod tls;
 mod wire;
@@ -36,6 +38,8 @@ pub enum Backend {
   /// One server, its socket driven by a tokio thread (where Node's libuv is not
   /// available, or `NESTJS_REDIS_NATIVE_IO=thread`).
   Standalone(Standalone),
+  /// A Redis Cluster (redis-rs' cluster engine, on tokio).
+  Cluster(Box<cluster::Cluster>),
 }
 
 impl Backend {
@@ -43,6 +47,7 @@ impl Backend {
     match self {
       Backend::EventLoop(s) => s.exec(cmd).await,
       Backend::Standalone(s) => s.exec(cmd).await,
+      Backend::Cluster(c) => c.exec(cmd).await,
     }
   }
 
@@ -50,6 +55,7 @@ impl Backend {
     match self {
       Backend::EventLoop(s) => s.exec_pipeline(pipe, count).await,
       Backend::Standalone(s) => s.exec_pipeline(pipe, count).await,
+      Backend::Cluster(c) => c.exec_pipeline(pipe, count).await,
     }
   }
 
@@ -57,6 +63,7 @@ impl Backend {
     match self {
       Backend::EventLoop(s) => s.close(),
       Backend::Standalone(s) => s.close(),
+      Backend::Cluster(c) => c.close(),
     }
   }
 
@@ -64,6 +71,7 @@ impl Backend {
     match self {
       Backend::EventLoop(s) => s.is_closed(),
       Backend::Standalone(s) => s.is_closed(),
+      Backend::Cluster(c) => c.is_closed(),
     }
   }
 
@@ -77,6 +85,10 @@ impl Backend {
         .open_subscriber(push, role)
         .await
         .map(SubscriberConn::Standalone),
+      Backend::Cluster(c) => c
+        .open_subscriber(push, role)
+        .await
+        .map(SubscriberConn::Standalone),
     }
   }
 
@@ -85,6 +97,7 @@ impl Backend {
     match self {
       Backend::EventLoop(s) => s.link(),
       Backend::Standalone(s) => s.link(),
+      Backend::Cluster(c) => c.link(),
     }
   }
 
@@ -92,12 +105,14 @@ impl Backend {
     match self {
       Backend::EventLoop(s) => s.reconnect_delay(attempt),
       Backend::Standalone(s) => s.reconnect_delay(attempt),
+      Backend::Cluster(c) => c.reconnect_delay(attempt),
     }
   }
 }
 
 struct Inner {
   backend: Backend,
+  topology: crate::options::Topology,
   prefix: Arc<str>,
   /// `host:port`, for messages.
   address: String,
@@ -143,9 +158,14 @@ impl Connection {
       config.max_value_bytes,
       config.max_in_flight,
     );
+    let topology = config.topology.clone();
     let metrics = Arc::new(Metrics::default());
     let events = Arc::new(Events::default());
-    let backend = if event_loop::available() {
+    let backend = if matches!(config.topology, crate::options::Topology::Cluster { .. }) {
+      Backend::Cluster(Box::new(
+        cluster::Cluster::connect(config, events.clone()).await?,
+      ))
+    } else if event_loop::available() {
       Backend::EventLoop(
         event_loop::EventLoop::connect(env, config, metrics.clone(), events.clone()).await?,
       )
@@ -155,6 +175,7 @@ impl Connection {
     let connection = Connection {
       inner: Arc::new(Inner {
         backend,
+        topology,
         prefix,
         address,
         traces,
@@ -268,6 +289,68 @@ impl Connection {
     };
     self.finished(started, 1, result.as_ref().err());
     result
+  }
+
+  /// The servers a walk over every key (SCAN) must visit: the one server (`None`), or
+  /// on a cluster every master that serves slots.
+  pub async fn scan_targets(&self) -> RnResult<Vec<Option<(String, u16)>>> {
+    match &self.inner.backend {
+      Backend::Cluster(c) => Ok(
+        c.masters()
+          .await?
+          .into_iter()
+          .map(|n| Some((n.host, n.port)))
+          .collect(),
+      ),
+      _ => Ok(vec![None]),
+    }
+  }
+
+  /// Sends `cmd` to `target` (from `scan_targets`; `None`: as `exec`).
+  pub async fn exec_at(&self, target: &Option<(String, u16)>, cmd: Cmd) -> RnResult<Value> {
+    let (Some((host, port)), Backend::Cluster(c)) = (target, &self.inner.backend) else {
+      return self.exec(cmd).await;
+    };
+    self.check_size(&cmd)?;
+    let started = self.started()?;
+    let result = c.exec_on(host, *port, cmd).await;
+    self.finished(started, 1, result.as_ref().err());
+    result
+  }
+
+  /// The positions of `keys` (already prefixed) grouped by cluster slot, in first-seen
+  /// order: one group on one server. For multi-key steps a cluster would refuse
+  /// (CROSSSLOT): one step per group.
+  pub fn slot_groups<K: AsRef<[u8]>>(&self, keys: &[K]) -> Vec<Vec<usize>> {
+    if !matches!(self.inner.backend, Backend::Cluster(_)) {
+      return vec![(0..keys.len()).collect()];
+    }
+    let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+      let s = cluster::slot(k.as_ref());
+      match groups.iter_mut().find(|(g, _)| *g == s) {
+        Some((_, members)) => members.push(i),
+        None => groups.push((s, vec![i])),
+      }
+    }
+    groups.into_iter().map(|(_, m)| m).collect()
+  }
+
+  /// `'standalone'`, `'cluster'` or `'sentinel'`.
+  pub fn topology(&self) -> &'static str {
+    match (&self.inner.backend, &self.inner.topology) {
+      (Backend::Cluster(_), _) => "cluster",
+      (_, crate::options::Topology::Sentinel(_)) => "sentinel",
+      _ => "standalone",
+    }
+  }
+
+  /// On a cluster, its nodes as they are now (`None` on one server).
+  pub async fn cluster_nodes(&self) -> Option<RnResult<Vec<cluster::Node>>> {
+    match &self.inner.backend {
+      Backend::Cluster(c) => Some(c.nodes().await),
+      _ => None,
+    }
   }
 
   /// Admits one more call in flight, or refuses it past `maxInFlight`.

@@ -180,7 +180,7 @@ impl Standalone {
       .client_name
       .as_ref()
       .map(|n| format!("{n}:{role}"));
-    open_with(
+    open_resolved(
       &self.shared.config,
       &self.shared.sub_client,
       name.as_deref(),
@@ -901,7 +901,7 @@ pub(super) fn build_client(
 async fn open(shared: &Arc<Shared>) -> RnResult<MultiplexedConnection> {
   shared.generation.fetch_add(1, Ordering::SeqCst);
   let cfg = &shared.config;
-  open_with(
+  open_resolved(
     cfg,
     &shared.client,
     cfg.client_name.as_deref(),
@@ -909,6 +909,28 @@ async fn open(shared: &Arc<Shared>) -> RnResult<MultiplexedConnection> {
     "cannot connect to Redis at",
   )
   .await
+}
+
+/// `open_with`, to the master Sentinel names now when `cfg` is a Sentinel configuration
+/// (`client` is then built for that master).
+async fn open_resolved(
+  cfg: &ClientConfig,
+  client: &redis::Client,
+  name: Option<&str>,
+  push: Option<mpsc::UnboundedSender<redis::PushInfo>>,
+  what: &str,
+) -> RnResult<MultiplexedConnection> {
+  if !matches!(cfg.topology, crate::options::Topology::Sentinel(_)) {
+    return open_with(cfg, client, name, push, what).await;
+  }
+  let master = super::sentinel::resolve(cfg).await?;
+  let protocol = if push.is_some() {
+    redis::ProtocolVersion::RESP3
+  } else {
+    redis::ProtocolVersion::RESP2
+  };
+  let client = build_client(&master, protocol)?;
+  open_with(&master, &client, name, push, what).await
 }
 
 /// Opens a connection of `client` named `name`, with pushes (RESP3) sent to `push`.

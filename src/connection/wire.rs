@@ -142,6 +142,14 @@ impl Transport {
 /// SELECT, CLIENT SETNAME `name`, the library's name, and a PING, all within
 /// `connectTimeoutMs`. Messages name `what` (e.g. "cannot connect to Redis at host:port").
 pub async fn open(cfg: &ClientConfig, name: Option<&str>, what: &str) -> RnResult<Transport> {
+  // Sentinel: the master named now
+  let resolved;
+  let cfg = if matches!(cfg.topology, crate::options::Topology::Sentinel(_)) {
+    resolved = super::sentinel::resolve(cfg).await?;
+    &resolved
+  } else {
+    cfg
+  };
   let no_answer = || {
     RnError::connection(format!(
       "{what}: no answer within {} ms (connectTimeoutMs)",

@@ -134,49 +134,56 @@ impl RedisService {
     mut each: impl FnMut(Vec<String>),
   ) -> RnResult<usize> {
     let full = conn.pattern(pattern);
-    let mut cursor = "0".to_string();
     let mut seen = HashSet::new();
-    loop {
-      let mut cmd = redis::cmd("SCAN");
-      cmd
-        .arg(&cursor)
-        .arg("MATCH")
-        .arg(&full)
-        .arg("COUNT")
-        .arg(SCAN_COUNT);
-      let Value::Array(mut parts) = conn.exec(cmd).await? else {
-        return Err(RnError::internal("unexpected SCAN reply"));
-      };
-      if parts.len() != 2 {
-        return Err(RnError::internal("unexpected SCAN reply"));
-      }
-      let batch = parts.pop().unwrap_or(Value::Nil);
-      cursor = match parts.pop() {
-        Some(Value::BulkString(c)) => String::from_utf8_lossy(&c).into_owned(),
-        _ => return Err(RnError::internal("unexpected SCAN cursor")),
-      };
-      let mut found = Vec::new();
-      if let Value::Array(keys) = batch {
-        for k in keys {
-          if let Value::BulkString(k) = k {
-            let k = String::from_utf8_lossy(&k).into_owned();
-            // SCAN may return a key more than once; hand each back once.
-            if seen.insert(k.clone()) {
-              found.push(k);
+    // every master of a cluster in turn (one server: just it)
+    for target in conn.scan_targets().await? {
+      let mut cursor = "0".to_string();
+      loop {
+        let mut cmd = redis::cmd("SCAN");
+        cmd
+          .arg(&cursor)
+          .arg("MATCH")
+          .arg(&full)
+          .arg("COUNT")
+          .arg(SCAN_COUNT);
+        let Value::Array(mut parts) = conn.exec_at(&target, cmd).await? else {
+          return Err(RnError::internal("unexpected SCAN reply"));
+        };
+        if parts.len() != 2 {
+          return Err(RnError::internal("unexpected SCAN reply"));
+        }
+        let batch = parts.pop().unwrap_or(Value::Nil);
+        cursor = match parts.pop() {
+          Some(Value::BulkString(c)) => String::from_utf8_lossy(&c).into_owned(),
+          _ => return Err(RnError::internal("unexpected SCAN cursor")),
+        };
+        let mut found = Vec::new();
+        if let Value::Array(keys) = batch {
+          for k in keys {
+            if let Value::BulkString(k) = k {
+              let k = String::from_utf8_lossy(&k).into_owned();
+              // SCAN may return a key more than once; hand each back once.
+              if seen.insert(k.clone()) {
+                found.push(k);
+              }
+            }
+            if limit.is_some_and(|l| seen.len() >= l) {
+              break;
             }
           }
-          if limit.is_some_and(|l| seen.len() >= l) {
-            break;
-          }
+        }
+        if !found.is_empty() {
+          each(found);
+        }
+        if limit.is_some_and(|l| seen.len() >= l) {
+          return Ok(seen.len());
+        }
+        if cursor == "0" {
+          break;
         }
       }
-      if !found.is_empty() {
-        each(found);
-      }
-      if cursor == "0" || limit.is_some_and(|l| seen.len() >= l) {
-        return Ok(seen.len());
-      }
     }
+    Ok(seen.len())
   }
 }
 
@@ -506,11 +513,19 @@ impl RedisService {
           }
           Some(ttl) => {
             let keys: Vec<String> = pairs.iter().map(|(k, _)| conn.key(k)).collect();
-            let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
             let ms = px(ttl).to_string();
-            let mut argv: Vec<&[u8]> = pairs.iter().map(|(_, v)| v.as_bytes()).collect();
-            argv.push(ms.as_bytes());
-            MSET_WITH_TTL.run(&conn, &key_refs, &argv).await.map(|_| ())
+            // one atomic step per cluster slot (one server: one step)
+            let steps = conn.slot_groups(&keys).into_iter().map(|group| {
+              let key_refs: Vec<&str> = group.iter().map(|&i| keys[i].as_str()).collect();
+              let mut argv: Vec<&[u8]> = group.iter().map(|&i| pairs[i].1.as_bytes()).collect();
+              argv.push(ms.as_bytes());
+              let conn = &conn;
+              async move { MSET_WITH_TTL.run(conn, &key_refs, &argv).await }
+            });
+            for r in futures_util::future::join_all(steps).await {
+              r?;
+            }
+            Ok(())
           }
         }
       },
@@ -794,40 +809,44 @@ impl RedisService {
 /// and `CacheNamespace.clear` both use it.
 pub async fn delete_matching(conn: &Connection, pattern: &str) -> RnResult<i64> {
   let full = conn.pattern(pattern);
-  let mut cursor = "0".to_string();
   let mut deleted = 0;
-  loop {
-    let mut cmd = redis::cmd("SCAN");
-    cmd
-      .arg(&cursor)
-      .arg("MATCH")
-      .arg(&full)
-      .arg("COUNT")
-      .arg(SCAN_COUNT);
-    let Value::Array(mut parts) = conn.exec(cmd).await? else {
-      return Err(RnError::internal("unexpected SCAN reply"));
-    };
-    let batch = parts.pop().unwrap_or(Value::Nil);
-    cursor = match parts.pop() {
-      Some(Value::BulkString(c)) => String::from_utf8_lossy(&c).into_owned(),
-      _ => return Err(RnError::internal("unexpected SCAN cursor")),
-    };
-    if let Value::Array(keys) = batch {
-      let keys: Vec<String> = keys
-        .into_iter()
-        .filter_map(|k| match k {
-          Value::BulkString(k) => Some(String::from_utf8_lossy(&k).into_owned()),
-          _ => None,
-        })
-        .collect();
-      if !keys.is_empty() {
-        deleted += unlink(conn, &keys).await?;
+  // every master of a cluster in turn (one server: just it)
+  for target in conn.scan_targets().await? {
+    let mut cursor = "0".to_string();
+    loop {
+      let mut cmd = redis::cmd("SCAN");
+      cmd
+        .arg(&cursor)
+        .arg("MATCH")
+        .arg(&full)
+        .arg("COUNT")
+        .arg(SCAN_COUNT);
+      let Value::Array(mut parts) = conn.exec_at(&target, cmd).await? else {
+        return Err(RnError::internal("unexpected SCAN reply"));
+      };
+      let batch = parts.pop().unwrap_or(Value::Nil);
+      cursor = match parts.pop() {
+        Some(Value::BulkString(c)) => String::from_utf8_lossy(&c).into_owned(),
+        _ => return Err(RnError::internal("unexpected SCAN cursor")),
+      };
+      if let Value::Array(keys) = batch {
+        let keys: Vec<String> = keys
+          .into_iter()
+          .filter_map(|k| match k {
+            Value::BulkString(k) => Some(String::from_utf8_lossy(&k).into_owned()),
+            _ => None,
+          })
+          .collect();
+        if !keys.is_empty() {
+          deleted += unlink(conn, &keys).await?;
+        }
+      }
+      if cursor == "0" {
+        break;
       }
     }
-    if cursor == "0" {
-      return Ok(deleted);
-    }
   }
+  Ok(deleted)
 }
 
 async fn unlink(conn: &Connection, keys: &[String]) -> RnResult<i64> {

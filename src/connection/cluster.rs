@@ -1,0 +1,481 @@
+//! A Redis Cluster, through redis-rs' cluster engine (`cluster-async`): it discovers the
+//! slot map from any node, keeps it current (MOVED, ASK, failover, resharding), keeps a
+//! connection per node and routes each command by its keys. A command whose keys live
+//! in several slots (MGET, DEL, UNLINK, EXISTS, TOUCH, MSET) is split by slot and its
+//! replies reassembled in the caller's order by the engine; any other multi-key command
+//! across slots is refused by Redis (CROSSSLOT → `ERR_INVALID_ARGUMENT`).
+//!
+//! Around the engine, as on one server: `commandTimeoutMs` on every call (the engine
+//! retries MOVED/ASK/TRYAGAIN and lost nodes within it, with the client's backoff
+//! between attempts), `connectTimeoutMs` on the first connection, and errors mapped to
+//! the same codes.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use redis::aio::ConnectionLike;
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{Cmd, ConnectionAddr, IntoConnectionInfo, Pipeline, Value};
+
+use crate::error::{NotNow, RnError, RnResult};
+use crate::options::{host_port, ClientConfig, Topology};
+
+use super::events::{EventKind, Events};
+
+/// A node of the cluster, as `CLUSTER NODES` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+  pub host: String,
+  pub port: u16,
+  /// A master (else a replica).
+  pub master: bool,
+  /// Flagged `fail`/`fail?` by the cluster.
+  pub failing: bool,
+  /// Serves at least one slot (masters only).
+  pub has_slots: bool,
+}
+
+impl Node {
+  pub fn address(&self) -> String {
+    host_port(&self.host, self.port)
+  }
+}
+
+pub struct Cluster {
+  conn: ClusterConnection,
+  config: ClientConfig,
+  closed: AtomicBool,
+  events: Arc<Events>,
+}
+
+impl Cluster {
+  /// Connects to the cluster (any reachable node of `cluster.nodes`) within
+  /// `connectTimeoutMs` and checks that it answers.
+  pub async fn connect(config: ClientConfig, events: Arc<Events>) -> RnResult<Cluster> {
+    let Topology::Cluster { nodes } = &config.topology else {
+      return Err(RnError::internal("not a cluster configuration"));
+    };
+    let what = format!(
+      "cannot connect to the Redis Cluster at {}",
+      config.address()
+    );
+    let infos = nodes
+      .iter()
+      .map(|(host, port)| {
+        let addr = match &config.tls {
+          None => ConnectionAddr::Tcp(host.clone(), *port),
+          Some(tls) => ConnectionAddr::TcpTls {
+            host: tls.servername.clone().unwrap_or_else(|| host.clone()),
+            port: *port,
+            insecure: !tls.reject_unauthorized,
+            tls_params: None,
+          },
+        };
+        addr.into_connection_info().map_err(RnError::from)
+      })
+      .collect::<RnResult<Vec<_>>>()?;
+    let mut builder = ClusterClientBuilder::new(infos)
+      .connection_timeout(config.connect_timeout)
+      .response_timeout(config.command_timeout)
+      // retried within commandTimeoutMs (which bounds every call): MOVED/ASK, TRYAGAIN,
+      // CLUSTERDOWN during a failover, a node that went away
+      .retries(64)
+      .min_retry_wait(config.reconnect.min_delay.as_millis().max(1) as u64)
+      .max_retry_wait(config.reconnect.max_delay.as_millis().max(1) as u64);
+    if let Some(u) = &config.username {
+      builder = builder.username(u);
+    }
+    if let Some(p) = &config.password {
+      builder = builder.password(p);
+    }
+    if let Some(tls) = &config.tls {
+      let _ = rustls::crypto::ring::default_provider().install_default();
+      builder = builder.tls(if tls.reject_unauthorized {
+        redis::TlsMode::Secure
+      } else {
+        redis::TlsMode::Insecure
+      });
+      if tls.ca.is_some() || tls.cert.is_some() {
+        builder = builder.certs(redis::TlsCertificates {
+          client_tls: match (&tls.cert, &tls.key) {
+            (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+              client_cert: cert.clone(),
+              client_key: key.clone(),
+            }),
+            _ => None,
+          },
+          root_cert: tls.ca.clone(),
+        });
+      }
+    }
+    let client = builder
+      .build()
+      .map_err(|e| RnError::invalid(format!("cluster settings rejected: {e}")))?;
+    let attempt = async {
+      let mut conn = client.get_async_connection().await?;
+      conn.req_packed_command(&redis::cmd("PING")).await?;
+      Ok::<_, redis::RedisError>(conn)
+    };
+    let conn = match tokio::time::timeout(config.connect_timeout, attempt).await {
+      Err(_) => {
+        return Err(RnError::connection(format!(
+          "{what}: no answer within {} ms (connectTimeoutMs)",
+          config.connect_timeout.as_millis()
+        )))
+      }
+      Ok(Err(e)) => return Err(scrub(RnError::from(e), &config).context(&what)),
+      Ok(Ok(conn)) => conn,
+    };
+    Ok(Cluster {
+      conn,
+      config,
+      closed: AtomicBool::new(false),
+      events,
+    })
+  }
+
+  fn check_open(&self) -> RnResult<()> {
+    if self.closed.load(Ordering::SeqCst) {
+      Err(RnError::closed())
+    } else {
+      Ok(())
+    }
+  }
+
+  /// Runs `fut` within `commandTimeoutMs`.
+  async fn timed<T>(&self, what: &str, fut: impl std::future::Future<Output = T>) -> RnResult<T> {
+    tokio::time::timeout(self.config.command_timeout, fut)
+      .await
+      .map_err(|_| {
+        RnError::timeout(format!(
+          "{what}: no answer from the Redis Cluster at {} within {} ms (commandTimeoutMs)",
+          self.config.address(),
+          self.config.command_timeout.as_millis()
+        ))
+      })
+  }
+
+  /// Sends one command to the node of its keys (any node when it has none).
+  pub async fn exec(&self, cmd: Cmd) -> RnResult<Value> {
+    self.check_open()?;
+    let mut conn = self.conn.clone();
+    let name = command_name(&cmd);
+    let reply = self
+      .timed(&name, async { conn.req_packed_command(&cmd).await })
+      .await?;
+    match reply {
+      Ok(Value::ServerError(e)) => Err(self.failed(e.into(), &cmd)),
+      other => other.map_err(|e| self.failed(e, &cmd)),
+    }
+  }
+
+  /// Sends `cmd` to the node at `host`:`port` (SCAN, INFO, a health check).
+  pub async fn exec_on(&self, host: &str, port: u16, cmd: Cmd) -> RnResult<Value> {
+    self.check_open()?;
+    let mut conn = self.conn.clone();
+    let name = command_name(&cmd);
+    let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+      host: host.to_string(),
+      port,
+    });
+    let reply = self
+      .timed(&name, async {
+        conn.route_command(cmd.clone(), routing).await
+      })
+      .await?;
+    match reply {
+      Ok(Value::ServerError(e)) => Err(self.failed(e.into(), &cmd)),
+      other => other.map_err(|e| self.failed(e, &cmd)),
+    }
+  }
+
+  /// A caller's pipeline: each command goes to the node of its keys (the commands for
+  /// one node keep their order); replies come back in the caller's order, a command the
+  /// server refused with its error in its slot.
+  pub async fn exec_pipeline(&self, pipe: Pipeline, count: usize) -> RnResult<Vec<Value>> {
+    self.check_open()?;
+    let cmds: Vec<Cmd> = pipe.cmd_iter().take(count).cloned().collect();
+    let calls = cmds.iter().map(|cmd| {
+      let mut conn = self.conn.clone();
+      async move { conn.req_packed_command(cmd).await }
+    });
+    let replies = self.timed("pipeline", join_all(calls)).await?;
+    let mut out = Vec::with_capacity(replies.len());
+    for (reply, cmd) in replies.into_iter().zip(&cmds) {
+      match reply {
+        Ok(v) => out.push(v),
+        Err(e) if e.code().is_some() && NotNow::of(&e).is_none() => {
+          out.push(server_error_value(&e))
+        }
+        Err(e) => return Err(self.failed(e, cmd)),
+      }
+    }
+    Ok(out)
+  }
+
+  /// The nodes of the cluster, as a node sees them now (`CLUSTER NODES`).
+  pub async fn nodes(&self) -> RnResult<Vec<Node>> {
+    self.check_open()?;
+    let mut conn = self.conn.clone();
+    let mut cmd = redis::cmd("CLUSTER");
+    cmd.arg("NODES");
+    let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random);
+    let reply = self
+      .timed("CLUSTER NODES", async {
+        conn.route_command(cmd.clone(), routing).await
+      })
+      .await?
+      .map_err(|e| self.failed(e, &cmd))?;
+    let text = match reply {
+      Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+      Value::VerbatimString { text, .. } => text,
+      Value::SimpleString(s) => s,
+      other => {
+        return Err(RnError::internal(format!(
+          "unexpected CLUSTER NODES reply {other:?}"
+        )))
+      }
+    };
+    Ok(parse_nodes(&text))
+  }
+
+  /// The masters that serve slots: where SCAN must go to see every key.
+  pub async fn masters(&self) -> RnResult<Vec<Node>> {
+    let mut masters: Vec<Node> = self
+      .nodes()
+      .await?
+      .into_iter()
+      .filter(|n| n.master && n.has_slots)
+      .collect();
+    masters.sort_by(|a, b| (&a.host, a.port).cmp(&(&b.host, b.port)));
+    Ok(masters)
+  }
+
+  fn failed(&self, e: redis::RedisError, cmd: &Cmd) -> RnError {
+    let err = scrub(RnError::from(e), &self.config);
+    if err.server_code.as_deref() == Some("CROSSSLOT") {
+      return RnError::invalid(format!(
+        "{}: its keys are in different cluster slots, which Redis refuses in one command; give them a common hash tag ({{user1}}:a, {{user1}}:b) or send one command per key",
+        command_name(cmd)
+      ));
+    }
+    super::standalone::labeled(err, cmd, &self.config.key_prefix)
+  }
+
+  pub fn close(&self) {
+    if !self.closed.swap(true, Ordering::SeqCst) {
+      self.events.emit(
+        EventKind::End,
+        serde_json::json!({ "address": self.config.address(), "reason": "closed" }),
+      );
+      self.events.clear();
+    }
+  }
+
+  pub fn is_closed(&self) -> bool {
+    self.closed.load(Ordering::SeqCst)
+  }
+
+  /// 1 while open: the engine keeps its node connections up by itself.
+  pub fn link(&self) -> u64 {
+    u64::from(!self.is_closed())
+  }
+
+  pub fn reconnect_delay(&self, attempt: u32) -> Duration {
+    super::standalone::backoff_delay(&self.config.reconnect, attempt, rand::random::<f64>())
+  }
+
+  /// A connection for pushes (RESP3) to one node, named `<clientName>:<role>`: classic
+  /// pub/sub messages reach every node of a cluster, so any node will do. The seeds
+  /// first, then the nodes the cluster lists.
+  pub async fn open_subscriber(
+    &self,
+    push: tokio::sync::mpsc::UnboundedSender<redis::PushInfo>,
+    role: &str,
+  ) -> RnResult<redis::aio::MultiplexedConnection> {
+    self.check_open()?;
+    let Topology::Cluster { nodes: seeds } = &self.config.topology else {
+      return Err(RnError::internal("not a cluster configuration"));
+    };
+    let mut candidates: Vec<(String, u16)> = seeds.clone();
+    if let Ok(nodes) = self.nodes().await {
+      for n in nodes.into_iter().filter(|n| !n.failing) {
+        if !candidates.contains(&(n.host.clone(), n.port)) {
+          candidates.push((n.host, n.port));
+        }
+      }
+    }
+    let name = self
+      .config
+      .client_name
+      .as_ref()
+      .map(|n| format!("{n}:{role}"));
+    let mut last = RnError::connection("no node to subscribe on");
+    for (host, port) in candidates {
+      let cfg = self.config.for_node(&host, port);
+      let client = super::standalone::build_client(&cfg, redis::ProtocolVersion::RESP3)?;
+      match super::standalone::open_with(
+        &cfg,
+        &client,
+        name.as_deref(),
+        Some(push.clone()),
+        "cannot open a subscriber connection to Redis at",
+      )
+      .await
+      {
+        Ok(conn) => return Ok(conn),
+        Err(e) => last = e,
+      }
+    }
+    Err(last)
+  }
+}
+
+impl Drop for Cluster {
+  fn drop(&mut self) {
+    self.close();
+  }
+}
+
+/// The cluster slot of `key` (CRC16-XMODEM of its hash tag, or of the whole key, mod
+/// 16384), as Redis computes it.
+pub fn slot(key: &[u8]) -> u16 {
+  let tagged = key
+    .iter()
+    .position(|&b| b == b'{')
+    .and_then(|open| {
+      key[open + 1..]
+        .iter()
+        .position(|&b| b == b'}')
+        .filter(|&len| len > 0)
+        .map(|len| &key[open + 1..open + 1 + len])
+    })
+    .unwrap_or(key);
+  let mut crc: u16 = 0;
+  for &byte in tagged {
+    crc ^= (byte as u16) << 8;
+    for _ in 0..8 {
+      crc = if crc & 0x8000 != 0 {
+        (crc << 1) ^ 0x1021
+      } else {
+        crc << 1
+      };
+    }
+  }
+  crc % 16384
+}
+
+/// `GET` for a `GET user:1 ...` command (its name only: keys may be secrets).
+fn command_name(cmd: &Cmd) -> String {
+  cmd
+    .args_iter()
+    .next()
+    .and_then(|a| match a {
+      redis::Arg::Simple(b) => Some(String::from_utf8_lossy(b).to_ascii_uppercase()),
+      _ => None,
+    })
+    .unwrap_or_else(|| "command".into())
+}
+
+/// A server's refusal as the value in a pipeline's slot (as one server's pipeline has it).
+fn server_error_value(e: &redis::RedisError) -> Value {
+  let line = match (e.code(), e.detail()) {
+    (Some(code), Some(detail)) => format!("-{code} {detail}\r\n"),
+    (Some(code), None) => format!("-{code}\r\n"),
+    _ => format!("-ERR {}\r\n", e.to_string().replace(['\r', '\n'], " ")),
+  };
+  redis::parse_redis_value(line.as_bytes()).unwrap_or(Value::Nil)
+}
+
+/// Removes the password from a message, should a lower layer ever echo it.
+fn scrub(mut err: RnError, cfg: &ClientConfig) -> RnError {
+  if let Some(p) = cfg.password.as_deref().filter(|p| !p.is_empty()) {
+    err.message = err.message.replace(p, "***");
+  }
+  err
+}
+
+/// The lines of `CLUSTER NODES`: `<id> <ip:port@cport[,hostname]> <flags> <master>
+/// <ping-sent> <pong-recv> <epoch> <link-state> <slot> ...`.
+pub fn parse_nodes(text: &str) -> Vec<Node> {
+  text
+    .lines()
+    .filter_map(|line| {
+      let fields: Vec<&str> = line.split_whitespace().collect();
+      if fields.len() < 8 {
+        return None;
+      }
+      let addr = fields[1].split(['@', ',']).next()?;
+      let (host, port) = addr.rsplit_once(':')?;
+      let host = host.trim_start_matches('[').trim_end_matches(']');
+      if host.is_empty() {
+        return None; // a node without an address yet (noaddr)
+      }
+      let port: u16 = port.parse().ok()?;
+      let flags: Vec<&str> = fields[2].split(',').collect();
+      if flags.contains(&"noaddr") || flags.contains(&"handshake") {
+        return None;
+      }
+      Some(Node {
+        host: host.to_string(),
+        port,
+        master: flags.contains(&"master"),
+        failing: flags.contains(&"fail") || flags.contains(&"fail?"),
+        has_slots: fields.len() > 8,
+      })
+    })
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn slots_are_computed_as_redis_does() {
+    // values from CLUSTER KEYSLOT
+    assert_eq!(slot(b"foo"), 12182);
+    assert_eq!(slot(b"123456789"), 12739);
+    assert_eq!(slot(b"{user1000}.following"), slot(b"{user1000}.followers"));
+    assert_eq!(slot(b"{user1000}.following"), slot(b"user1000"));
+    assert_eq!(slot(b"foo{}{bar}"), slot(b"foo{}{bar}"));
+    assert_ne!(slot(b"foo{}{bar}"), slot(b"bar"));
+    assert_eq!(slot(b"foo{{bar}}zap"), slot(b"{bar"));
+  }
+
+  #[test]
+  fn cluster_nodes_lists_masters_replicas_and_failing_nodes() {
+    let text = "\
+07c37dfeb235213a872192d90877d0cd55635b91 127.0.0.1:30004@31004,host-4 slave e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 0 1426238317239 4 connected
+67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1 127.0.0.1:30002@31002 master - 0 1426238316232 2 connected 5461-10922
+292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f 127.0.0.1:30003@31003 master,fail - 0 1426238318243 3 connected 10923-16383
+e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 myself,master - 0 0 1 connected 0-5460
+6ec23923021cf3ffec47632106199cb7f496ce01 :0@0 master,noaddr - 0 0 0 disconnected
+";
+    let nodes = parse_nodes(text);
+    assert_eq!(nodes.len(), 4);
+    assert_eq!(nodes[0].port, 30004);
+    assert!(!nodes[0].master);
+    assert!(nodes[1].master && nodes[1].has_slots && !nodes[1].failing);
+    assert!(nodes[2].failing);
+    assert_eq!(nodes[3].address(), "127.0.0.1:30001");
+  }
+
+  #[test]
+  fn a_refusal_in_a_pipeline_slot_keeps_its_code_and_text() {
+    let e = redis::RedisError::from(
+      match server_error_value(&redis::RedisError::from((
+        redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError),
+        "x",
+      ))) {
+        Value::ServerError(s) => s,
+        other => panic!("{other:?}"),
+      },
+    );
+    assert!(e.code().is_some());
+  }
+}
