@@ -225,6 +225,15 @@ impl EventLoop {
     LIVE.with(|l| l.borrow_mut().insert(shared.id, Arc::downgrade(&shared)));
     shared.init_timer();
     shared.install(transport)?;
+    if matches!(
+      shared.config.topology,
+      crate::options::Topology::Sentinel(_)
+    ) {
+      let _ = crate::completion::spawn_background(
+        &napi::Env::from_raw(env),
+        watch_sentinels(Arc::downgrade(&shared)),
+      );
+    }
     Ok(EventLoop { shared })
   }
 
@@ -550,16 +559,34 @@ impl Shared {
       inner.readonly_streak += 1;
       inner.readonly_streak - 1
     };
+    let delay =
+      super::standalone::backoff_delay(&self.config.reconnect, streak + 1, rand::random::<f64>());
+    self.reopen(delay);
+  }
+
+  /// Sentinel announced a new master (`+switch-master`): switch to it now, before the
+  /// old master is demoted (until then it would still take writes).
+  fn master_switched(&self) {
+    {
+      let mut inner = self.inner.borrow_mut();
+      if inner.refreshing || !matches!(inner.state, State::Connected(_)) {
+        return;
+      }
+      inner.refreshing = true;
+    }
+    self.reopen(Duration::ZERO);
+  }
+
+  /// After `delay`, opens a new connection (to the master Sentinel names now, with
+  /// Sentinel) and switches to it while this one goes on serving what it was given.
+  fn reopen(&self, delay: Duration) {
     let me = self.me();
     let env = napi::Env::from_raw(self.env);
     let _ = crate::completion::spawn_background(&env, async move {
       let Some(shared) = me.upgrade() else { return };
-      let delay = super::standalone::backoff_delay(
-        &shared.config.reconnect,
-        streak + 1,
-        rand::random::<f64>(),
-      );
-      tokio::time::sleep(delay).await;
+      if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+      }
       let what = format!("cannot connect to Redis at {}", shared.config.address());
       if let Ok(transport) =
         wire::open(&shared.config, shared.config.client_name.as_deref(), &what).await
@@ -951,6 +978,55 @@ impl Shared {
     LIVE.with(|l| l.borrow_mut().remove(&self.id));
     self.emit(EventKind::End, serde_json::json!({ "reason": "closed" }));
     self.events.clear();
+  }
+}
+
+/// With Sentinel: listens to the sentinels' `+switch-master` announcements (on one
+/// sentinel at a time, the next one when it goes away) and switches to the new master
+/// at once, until the client closes.
+async fn watch_sentinels(weak: Weak<Shared>) {
+  let mut attempt = 0u32;
+  loop {
+    let (cfg, master_name) = {
+      let Some(shared) = weak.upgrade() else { return };
+      if shared.closed.load(Ordering::SeqCst) {
+        return;
+      }
+      let crate::options::Topology::Sentinel(s) = &shared.config.topology else {
+        return;
+      };
+      (shared.config.clone(), s.master_name.clone())
+    };
+    let (push, mut pushes) = tokio::sync::mpsc::unbounded_channel();
+    match super::sentinel::subscribe_switches(&cfg, attempt as usize, push).await {
+      Ok(conn) => {
+        attempt = 0;
+        loop {
+          let next = tokio::time::timeout(Duration::from_secs(1), pushes.recv()).await;
+          let Some(shared) = weak.upgrade() else { return };
+          if shared.closed.load(Ordering::SeqCst) {
+            return;
+          }
+          match next {
+            Err(_) => continue, // no news: check that the client is still open
+            Ok(None) => break,
+            Ok(Some(p)) if p.kind == redis::PushKind::Disconnection => break,
+            Ok(Some(p)) => {
+              if super::sentinel::is_switch_of(&p, &master_name) {
+                shared.master_switched();
+              }
+            }
+          }
+        }
+        drop(conn);
+      }
+      Err(_) => {
+        attempt += 1;
+        let delay =
+          super::standalone::backoff_delay(&cfg.reconnect, attempt, rand::random::<f64>());
+        tokio::time::sleep(delay).await;
+      }
+    }
   }
 }
 

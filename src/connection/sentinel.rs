@@ -85,3 +85,64 @@ pub async fn resolve(cfg: &ClientConfig) -> RnResult<ClientConfig> {
     ))),
   }
 }
+
+/// A connection to one of the sentinels (the `first`-th, modulo their number, then the
+/// others) subscribed to `+switch-master`; announcements arrive on `push`.
+pub async fn subscribe_switches(
+  cfg: &ClientConfig,
+  first: usize,
+  push: tokio::sync::mpsc::UnboundedSender<redis::PushInfo>,
+) -> RnResult<redis::aio::MultiplexedConnection> {
+  let Topology::Sentinel(s) = &cfg.topology else {
+    return Err(RnError::internal("not a Sentinel configuration"));
+  };
+  let mut last = RnError::connection("no sentinel to listen to");
+  for i in 0..s.nodes.len() {
+    let (host, port) = &s.nodes[(first + i) % s.nodes.len()];
+    let mut settings = RedisConnectionInfo::default().set_protocol(redis::ProtocolVersion::RESP3);
+    if let Some(u) = &s.username {
+      settings = settings.set_username(u);
+    }
+    if let Some(p) = &s.password {
+      settings = settings.set_password(p);
+    }
+    let attempt = async {
+      let info = ConnectionAddr::Tcp(host.clone(), *port)
+        .into_connection_info()?
+        .set_redis_settings(settings);
+      let client = redis::Client::open(info)?;
+      let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(cfg.connect_timeout))
+        .set_push_sender(push.clone());
+      let mut conn = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
+      conn.subscribe("+switch-master").await?;
+      Ok::<_, redis::RedisError>(conn)
+    };
+    match tokio::time::timeout(cfg.connect_timeout, attempt).await {
+      Ok(Ok(conn)) => return Ok(conn),
+      Ok(Err(e)) => last = RnError::from(e),
+      Err(_) => last = RnError::connection("a sentinel did not answer within connectTimeoutMs"),
+    }
+  }
+  Err(last)
+}
+
+/// Whether `push` announces a new master for `master_name` (`+switch-master <name> <old
+/// ip> <old port> <new ip> <new port>`).
+pub fn is_switch_of(push: &redis::PushInfo, master_name: &str) -> bool {
+  if push.kind != redis::PushKind::Message {
+    return false;
+  }
+  let text = |v: &redis::Value| match v {
+    redis::Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+    redis::Value::SimpleString(s) => Some(s.clone()),
+    _ => None,
+  };
+  push
+    .data
+    .get(1)
+    .and_then(text)
+    .is_some_and(|payload| payload.split_whitespace().next() == Some(master_name))
+}
