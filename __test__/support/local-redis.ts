@@ -11,9 +11,9 @@ import { join } from 'node:path';
 export interface PrivateRedis {
   readonly port: number;
   readonly url: string;
-  /** Stops the server (SIGTERM) and waits for it to exit. */
+  /** Stops the server (SIGTERM), waits for it to exit and removes its directory. */
   stop(): Promise<void>;
-  /** Kills the server at once (SIGKILL), as a crash would. */
+  /** Kills the server at once (SIGKILL), as a crash would; its directory stays for `start()`. */
   kill(): Promise<void>;
   /** SIGSTOP: the server keeps its socket but stops answering. */
   pause(): void;
@@ -34,6 +34,13 @@ export async function freePort(): Promise<number> {
       srv.close(() => resolve(port));
     });
   });
+}
+
+/** `count` distinct free loopback ports. */
+export async function freePorts(count: number): Promise<number[]> {
+  const ports = new Set<number>();
+  while (ports.size < count) ports.add(await freePort());
+  return [...ports];
 }
 
 function canConnect(port: number): Promise<boolean> {
@@ -68,9 +75,12 @@ export interface ServerTls {
 
 /**
  * Starts a private redis-server. `args` are extra redis-server arguments. With `tls`, the
- * server speaks only TLS on `port` (and its `url` is `rediss://localhost:<port>`).
+ * server speaks only TLS on `port` (and its `url` is `rediss://localhost:<port>`). With
+ * `configFile`, that file is read first (a sentinel needs one it can rewrite).
  */
-export async function startRedis(options: { args?: string[]; port?: number; tls?: ServerTls } = {}): Promise<PrivateRedis> {
+export async function startRedis(
+  options: { args?: string[]; port?: number; tls?: ServerTls; configFile?: string } = {},
+): Promise<PrivateRedis> {
   const tls = options.tls;
   const tlsArgs = tls
     ? [
@@ -98,6 +108,7 @@ export async function startRedis(options: { args?: string[]; port?: number; tls?
     child = spawn(
       'redis-server',
       [
+        ...(options.configFile ? [options.configFile] : []),
         '--port',
         String(port),
         '--bind',
@@ -153,13 +164,14 @@ export async function startRedis(options: { args?: string[]; port?: number; tls?
     port,
     url: tls ? `rediss://localhost:${port}` : `redis://127.0.0.1:${port}`,
     async stop() {
-      if (!child) return;
-      const c = child;
-      child = undefined;
-      c.kill('SIGCONT');
-      c.kill('SIGTERM');
-      await exited(c);
-      rmSync(dir, { recursive: true, force: true });
+      if (child) {
+        const c = child;
+        child = undefined;
+        c.kill('SIGCONT');
+        c.kill('SIGTERM');
+        await exited(c);
+      }
+      rmSync(dir, { recursive: true, force: true }); // also after kill(), which keeps it for start()
     },
     async kill() {
       if (!child) return;
