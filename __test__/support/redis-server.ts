@@ -1,14 +1,18 @@
 import { randomUUID } from 'node:crypto';
-import { RedisClient, RedisService } from 'nestjs-redis-native';
+import { RedisClient, RedisService, type RedisOptions } from 'nestjs-redis-native';
+import { startCluster, type LocalCluster } from './cluster';
 import { startRedis, type PrivateRedis } from './local-redis';
 
 export { freePort, sleep, startRedis, type PrivateRedis, type ServerTls } from './local-redis';
 
 let shared: Promise<PrivateRedis> | undefined;
+let sharedCluster: Promise<LocalCluster> | undefined;
 
 /**
- * The Redis the tests of this process use: REDIS_URL when given, otherwise a private
- * redis-server started on first use and stopped by `stopSharedRedis()`.
+ * One standalone Redis for the tests of this process, whatever `TEST_TOPOLOGY` says: REDIS_URL
+ * when given, otherwise a private redis-server started on first use and stopped by
+ * `stopSharedRedis()`. For tests about connecting to one server by its url; the others take
+ * `testConnectOptions()`.
  */
 export async function testRedisUrl(): Promise<string> {
   if (process.env.REDIS_URL) return process.env.REDIS_URL;
@@ -16,12 +20,46 @@ export async function testRedisUrl(): Promise<string> {
   return (await shared).url;
 }
 
-export async function stopSharedRedis(): Promise<void> {
-  if (shared) {
-    const s = await shared;
-    shared = undefined;
-    await s.stop();
+/** What the suites run against: `TEST_TOPOLOGY=cluster`, or a standalone server (the default). */
+export function testTopology(): 'standalone' | 'cluster' {
+  const topology = process.env.TEST_TOPOLOGY ?? 'standalone';
+  if (topology !== 'standalone' && topology !== 'cluster') {
+    throw new Error(`TEST_TOPOLOGY must be 'standalone' or 'cluster', not '${topology}'`);
   }
+  return topology;
+}
+
+/** The connection options of the test Redis, as `RedisClient.connect()` and `RedisModule.forRoot()` take them. */
+export type TestConnectOptions = RedisOptions & ({ url: string } | { cluster: { nodes: string[] } });
+
+/**
+ * How to reach the test Redis of `testTopology()`. Standalone: `{ url }` of `testRedisUrl()`.
+ * Cluster: `{ cluster: { nodes } }` of REDIS_CLUSTER_NODES (comma-separated urls) when given,
+ * otherwise of a local cluster (3 masters, 3 replicas) started on first use and stopped by
+ * `stopSharedRedis()`. Spread it and add what the test needs:
+ * `RedisClient.connect({ ...(await testConnectOptions()), keyPrefix })`.
+ */
+export async function testConnectOptions(): Promise<TestConnectOptions> {
+  if (testTopology() === 'standalone') return { url: await testRedisUrl() };
+  if (process.env.REDIS_CLUSTER_NODES) return { cluster: { nodes: process.env.REDIS_CLUSTER_NODES.split(',') } };
+  sharedCluster ??= startCluster();
+  return { cluster: { nodes: [...(await sharedCluster).nodes] } };
+}
+
+/**
+ * Options of a test (or `describe`) that can only run on a standalone server: skipped on the
+ * cluster, with `reason`. `it('...', onlyStandalone('kills the server'), async () => ...)`.
+ */
+export function onlyStandalone(reason: string): { skip?: string } {
+  return testTopology() === 'cluster' ? { skip: `standalone only: ${reason}` } : {};
+}
+
+/** Stops what `testRedisUrl()` and `testConnectOptions()` started. Every suite calls it in `after`. */
+export async function stopSharedRedis(): Promise<void> {
+  const [server, cluster] = [shared, sharedCluster];
+  shared = undefined;
+  sharedCluster = undefined;
+  await Promise.all([server?.then((s) => s.stop()), cluster?.then((c) => c.stop())]);
 }
 
 /** A key prefix no other test uses. */
@@ -30,8 +68,9 @@ export function uniquePrefix(): string {
 }
 
 /**
- * Two clients on the test Redis: `redis` with a fresh `prefix`, and `raw` without one, to
- * look at what is really stored. `close()` deletes the prefixed keys and closes both.
+ * Two clients on the test Redis (`testConnectOptions()`): `redis` with a fresh `prefix`, and
+ * `raw` without one, to look at what is really stored. `close()` deletes the prefixed keys
+ * and closes both.
  */
 export async function prefixedClients(): Promise<{
   prefix: string;
@@ -40,10 +79,10 @@ export async function prefixedClients(): Promise<{
   raw: RedisService;
   close(): Promise<void>;
 }> {
-  const url = await testRedisUrl();
+  const options = await testConnectOptions();
   const prefix = uniquePrefix();
-  const client = await RedisClient.connect({ url, keyPrefix: prefix });
-  const rawClient = await RedisClient.connect({ url });
+  const client = await RedisClient.connect({ ...options, keyPrefix: prefix });
+  const rawClient = await RedisClient.connect(options);
   const raw = new RedisService(rawClient);
   return {
     prefix,
