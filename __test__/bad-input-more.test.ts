@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { LockService, RedisClient, RedisService } from 'nestjs-redis-native';
-import { prefixedClients, stopSharedRedis, testRedisUrl } from './support/redis-server';
+import { prefixedClients, stopSharedRedis, testConnectOptions, type TestConnectOptions } from './support/redis-server';
 
 /**
  * Options objects and raw command arguments that JS code gets wrong: each is refused with
@@ -10,12 +10,12 @@ import { prefixedClients, stopSharedRedis, testRedisUrl } from './support/redis-
 
 let client: RedisClient;
 let redis: RedisService;
-let url: string;
+let options: TestConnectOptions;
 let closeClients: () => Promise<void>;
 
 before(async () => {
   ({ client, redis, close: closeClients } = await prefixedClients());
-  url = await testRedisUrl();
+  options = await testConnectOptions();
 });
 
 after(async () => {
@@ -159,7 +159,7 @@ describe('options objects of the services', () => {
 
 describe('RedisClient.connect options', () => {
   it('an option set to null counts as not given', async () => {
-    const c = await RedisClient.connect({ url, host: any(null), keyPrefix: any(null) });
+    const c = await RedisClient.connect({ ...options, host: any(null), keyPrefix: any(null) });
     assert.equal(await new RedisService(c).command('PING'), 'PONG');
     await c.close();
   });
@@ -167,27 +167,33 @@ describe('RedisClient.connect options', () => {
   it('options nested more than 16 levels deep are refused without walking further', async () => {
     let deep: unknown = 'PEM';
     for (let i = 0; i < 20; i++) deep = { a: deep };
-    await assert.rejects(RedisClient.connect({ url, tls: any(deep) }), invalid(/^options\.tls(\.a)+ is nested too deeply$/));
+    await assert.rejects(
+      RedisClient.connect({ ...options, tls: any(deep) }),
+      invalid(/^options\.tls(\.a)+ is nested too deeply$/),
+    );
   });
 
   it('an array where a string is expected is refused by name', async () => {
-    await assert.rejects(RedisClient.connect({ url, host: any(['127.0.0.1']) }), invalid('option `host` must be a string'));
+    await assert.rejects(
+      RedisClient.connect({ ...options, host: any(['127.0.0.1']) }),
+      invalid('option `host` must be a string'),
+    );
   });
 
   it('a symbol option is refused by its path', async () => {
     await assert.rejects(
-      RedisClient.connect({ url, clientName: any(Symbol('x')) }),
+      RedisClient.connect({ ...options, clientName: any(Symbol('x')) }),
       invalid('options.clientName must not be a symbol'),
     );
   });
 
   it('PEM given as a Buffer is read as its bytes, and a bad one is refused', async () => {
     await assert.rejects(
-      RedisClient.connect({ url, tls: any({ cert: Buffer.from('C') }) }),
+      RedisClient.connect({ ...options, tls: any({ cert: Buffer.from('C') }) }),
       invalid('options `tls.cert` and `tls.key` go together'),
     );
     await assert.rejects(
-      RedisClient.connect({ url, tls: any({ ca: 42 }) }),
+      RedisClient.connect({ ...options, tls: any({ ca: 42 }) }),
       invalid('option `tls.ca` must be PEM text (string or Buffer)'),
     );
   });

@@ -11,7 +11,7 @@ import {
   SessionService,
   TokenService,
 } from 'nestjs-redis-native';
-import { prefixedClients, stopSharedRedis, testRedisUrl } from './support/redis-server';
+import { prefixedClients, stopSharedRedis, testConnectOptions } from './support/redis-server';
 
 /**
  * Every public method that takes a string, fed what JS code gets wrong: each call rejects
@@ -148,7 +148,7 @@ describe('unusual but valid input works', () => {
   });
 
   it('glob characters in a key prefix or a namespace never widen a deletion', async () => {
-    const starClient = await RedisClient.connect({ url: await testRedisUrl(), keyPrefix: `${prefix}p*:` });
+    const starClient = await RedisClient.connect({ ...(await testConnectOptions()), keyPrefix: `${prefix}p*:` });
     const star = new RedisService(starClient);
     const redis = new RedisService(client);
     await redis.set('pX:keep', '1');

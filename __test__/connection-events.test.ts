@@ -3,9 +3,11 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { RedisClient, RedisService, type RedisClientEvent } from 'nestjs-redis-native';
-import { sleep, startRedis, stopSharedRedis, testRedisUrl } from './support/redis-server';
+import { onlyStandalone, sleep, startRedis, stopSharedRedis, testConnectOptions } from './support/redis-server';
 
 /** Connection events: what a client tells its listeners about losing and regaining Redis. */
+
+const ownServer = onlyStandalone('kills, stops or restarts a server of its own');
 
 after(async () => {
   await stopSharedRedis();
@@ -30,7 +32,7 @@ async function until(check: () => boolean, what: string, ms = 10_000): Promise<v
 }
 
 describe('connection events', () => {
-  it('a lost connection emits error, then reconnecting per attempt, then ready when it is back', async () => {
+  it('a lost connection emits error, then reconnecting per attempt, then ready when it is back', ownServer, async () => {
     const server = await startRedis();
     const client = await RedisClient.connect({ url: server.url, reconnect: { minDelayMs: 20, maxDelayMs: 50 } });
     const seen = record(client);
@@ -60,7 +62,7 @@ describe('connection events', () => {
     await server.stop();
   });
 
-  it('reconnecting that gives up emits end with reason gave-up', async () => {
+  it('reconnecting that gives up emits end with reason gave-up', ownServer, async () => {
     const server = await startRedis();
     const client = await RedisClient.connect({ url: server.url, reconnect: { minDelayMs: 10, maxDelayMs: 20, maxAttempts: 2 } });
     const seen = record(client);
@@ -76,7 +78,7 @@ describe('connection events', () => {
   });
 
   it('close() emits end with reason closed, once', async () => {
-    const client = await RedisClient.connect({ url: await testRedisUrl() });
+    const client = await RedisClient.connect(await testConnectOptions());
     const seen = record(client);
     await client.close();
     await client.close();
@@ -88,7 +90,7 @@ describe('connection events', () => {
     );
   });
 
-  it('off removes a listener; on and off return the client', async () => {
+  it('off removes a listener; on and off return the client', ownServer, async () => {
     const server = await startRedis();
     const client = await RedisClient.connect({ url: server.url, reconnect: { minDelayMs: 10, maxDelayMs: 20 } });
     const removed: string[] = [];
@@ -107,7 +109,7 @@ describe('connection events', () => {
   });
 
   it('unknown events and listeners that are not functions are ERR_INVALID_ARGUMENT', async () => {
-    const client = await RedisClient.connect({ url: await testRedisUrl() });
+    const client = await RedisClient.connect(await testConnectOptions());
     assert.throws(() => client.on('connect' as any, () => {}), { code: 'ERR_INVALID_ARGUMENT' });
     assert.throws(() => client.on('error', 'log' as any), { code: 'ERR_INVALID_ARGUMENT' });
     assert.throws(() => client.off(undefined as any, () => {}), { code: 'ERR_INVALID_ARGUMENT' });
@@ -116,9 +118,9 @@ describe('connection events', () => {
 
   it('listeners do not keep the process running', async () => {
     const script = join(__dirname, 'fixtures', 'listen-then-exit.js');
-    const url = await testRedisUrl();
+    const options = JSON.stringify(await testConnectOptions());
     const out = await new Promise<string>((resolve, reject) => {
-      execFile(process.execPath, [script, url], { timeout: 10_000 }, (error, stdout) =>
+      execFile(process.execPath, [script, options], { timeout: 10_000 }, (error, stdout) =>
         error ? reject(error) : resolve(stdout),
       );
     });

@@ -4,18 +4,26 @@ import { after, before, describe, it } from 'node:test';
 import { RedisClient, RedisService } from 'nestjs-redis-native';
 import {
   freePort,
+  onlyStandalone,
   sleep,
   startRedis,
   stopSharedRedis,
+  testConnectOptions,
   testRedisUrl,
   uniquePrefix,
   type PrivateRedis,
+  type TestConnectOptions,
 } from './support/redis-server';
 
+/** A standalone server, for the tests about connecting to one server by its address. */
 let url: string;
+/** The test Redis of TEST_TOPOLOGY. */
+let options: TestConnectOptions;
+const oneAddress = onlyStandalone('connects to one server by its address');
 
 before(async () => {
   url = await testRedisUrl();
+  options = await testConnectOptions();
 });
 
 after(async () => {
@@ -45,20 +53,20 @@ async function eventually(check: () => Promise<boolean>, ms: number, what: strin
 }
 
 describe('connect', () => {
-  it('connects with a url and verifies the server', async () => {
+  it('connects with a url and verifies the server', oneAddress, async () => {
     const client = await RedisClient.connect({ url });
     assert.ok((await new RedisService(client).ping()) >= 0);
     await client.close();
   });
 
-  it('connects with host and port', async () => {
+  it('connects with host and port', oneAddress, async () => {
     const { hostname, port } = new URL(url);
     const client = await RedisClient.connect({ host: hostname, port: Number(port) });
     assert.equal(await new RedisService(client).command('PING'), 'PONG');
     await client.close();
   });
 
-  it('with no options reads REDIS_URL from the environment', async () => {
+  it('with no options reads REDIS_URL from the environment', oneAddress, async () => {
     const saved = process.env.REDIS_URL;
     process.env.REDIS_URL = url;
     try {
@@ -71,7 +79,7 @@ describe('connect', () => {
     }
   });
 
-  it('with no options and no REDIS_URL reads REDIS_HOST and REDIS_PORT', async () => {
+  it('with no options and no REDIS_URL reads REDIS_HOST and REDIS_PORT', oneAddress, async () => {
     const saved = { url: process.env.REDIS_URL, host: process.env.REDIS_HOST, port: process.env.REDIS_PORT };
     const { hostname, port } = new URL(url);
     delete process.env.REDIS_URL;
@@ -94,7 +102,7 @@ describe('connect', () => {
     }
   });
 
-  it('selects the database given in the url', async () => {
+  it('selects the database given in the url', onlyStandalone('a cluster has database 0 only'), async () => {
     const a = await RedisClient.connect({ url: `${url}/0`, keyPrefix: uniquePrefix() });
     const b = await RedisClient.connect({ url: `${url}/2`, keyPrefix: a.keyPrefix });
     await new RedisService(a).set('db-key', 'in-0');
@@ -104,7 +112,7 @@ describe('connect', () => {
     await b.close();
   });
 
-  it('sets the client name', async () => {
+  it('sets the client name', onlyStandalone('CLIENT LIST shows the connections of one server'), async () => {
     const client = await RedisClient.connect({ url, clientName: 'orders-api' });
     const list = (await new RedisService(client).command('CLIENT', ['LIST'])) as string;
     assert.match(list, /name=orders-api/);
@@ -112,7 +120,7 @@ describe('connect', () => {
   });
 
   it('options set to undefined count as not given', async () => {
-    const client = await RedisClient.connect({ url, password: undefined, keyPrefix: undefined, tls: undefined });
+    const client = await RedisClient.connect({ ...options, password: undefined, keyPrefix: undefined, tls: undefined });
     assert.equal(client.keyPrefix, '');
     await client.close();
   });
@@ -157,7 +165,7 @@ describe('connect', () => {
   });
 });
 
-describe('authentication', () => {
+describe('authentication', onlyStandalone('a password-protected server of its own'), () => {
   let server: PrivateRedis;
 
   before(async () => {
@@ -208,8 +216,8 @@ describe('authentication', () => {
 
 describe('keyPrefix', () => {
   it('isolates two clients with different prefixes', async () => {
-    const a = await RedisClient.connect({ url, keyPrefix: uniquePrefix() });
-    const b = await RedisClient.connect({ url, keyPrefix: uniquePrefix() });
+    const a = await RedisClient.connect({ ...options, keyPrefix: uniquePrefix() });
+    const b = await RedisClient.connect({ ...options, keyPrefix: uniquePrefix() });
     const ra = new RedisService(a);
     const rb = new RedisService(b);
     await ra.set('shared-name', 'a');
@@ -226,8 +234,8 @@ describe('keyPrefix', () => {
 
   it('glob characters in the prefix match only themselves in SCAN', async () => {
     const base = uniquePrefix();
-    const star = await RedisClient.connect({ url, keyPrefix: `${base}a*:` });
-    const plain = await RedisClient.connect({ url, keyPrefix: `${base}ab:` });
+    const star = await RedisClient.connect({ ...options, keyPrefix: `${base}a*:` });
+    const plain = await RedisClient.connect({ ...options, keyPrefix: `${base}ab:` });
     await new RedisService(plain).set('k', 'keep');
     await new RedisService(star).set('k', 'mine');
     assert.deepEqual(await new RedisService(star).keys('*'), ['k']);
@@ -241,7 +249,7 @@ describe('keyPrefix', () => {
 
 describe('close', () => {
   it('later calls reject with ERR_CLIENT_CLOSED; closing twice is harmless', async () => {
-    const client = await RedisClient.connect({ url });
+    const client = await RedisClient.connect(options);
     const redis = new RedisService(client);
     assert.equal(client.isClosed, false);
     await client.close();
@@ -252,7 +260,7 @@ describe('close', () => {
   });
 
   it('a command already sent still settles', async () => {
-    const client = await RedisClient.connect({ url });
+    const client = await RedisClient.connect(options);
     const settled = settlesWithin(new RedisService(client).ping(), 2000);
     await client.close();
     const result = await settled;
@@ -260,7 +268,7 @@ describe('close', () => {
   });
 });
 
-describe('faults (on a private redis-server)', () => {
+describe('faults (on a private redis-server)', onlyStandalone('kills, pauses and restarts a server of its own'), () => {
   it('a server restart in the middle of traffic: fast failures, then recovery by itself', async () => {
     const server = await startRedis();
     const client = await RedisClient.connect({

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { RedisClient, RedisService, SessionService, isRedisError, type RedisErrorCode } from 'nestjs-redis-native';
 import { isRedisError as isRedisErrorFromNest, type RedisErrorCode as NestRedisErrorCode } from 'nestjs-redis-native/nest';
-import { prefixedClients, stopSharedRedis, testRedisUrl, uniquePrefix } from './support/redis-server';
+import { prefixedClients, stopSharedRedis, testConnectOptions, uniquePrefix } from './support/redis-server';
 
 let redis: RedisService;
 let client: RedisClient;
@@ -174,7 +174,7 @@ describe('messages and stacks you can trace', () => {
   }
 
   it('with captureStackTraces, a rejection carries the stack of the code that awaited it', async () => {
-    const client = await RedisClient.connect({ url: await testRedisUrl(), keyPrefix: prefix, captureStackTraces: true });
+    const client = await RedisClient.connect({ ...(await testConnectOptions()), keyPrefix: prefix, captureStackTraces: true });
     const e = await profileController(new RedisService(client)).catch((err: Error) => err);
     assert.ok(e instanceof Error);
     assert.match(e.stack ?? '', /^Error: GET list: WRONGTYPE/);
@@ -185,7 +185,7 @@ describe('messages and stacks you can trace', () => {
   });
 
   it('without it, the rejection has no async frames of your code (no cost per call)', async () => {
-    const client = await RedisClient.connect({ url: await testRedisUrl(), keyPrefix: prefix, captureStackTraces: false });
+    const client = await RedisClient.connect({ ...(await testConnectOptions()), keyPrefix: prefix, captureStackTraces: false });
     const e = await profileController(new RedisService(client)).catch((err: Error) => err);
     assert.ok(e instanceof Error);
     // (a call the server answers while it is still being made shows that call's own frames)
@@ -194,13 +194,13 @@ describe('messages and stacks you can trace', () => {
   });
 
   it('it is on by default, and off when NODE_ENV is production', async () => {
-    const url = await testRedisUrl();
+    const options = await testConnectOptions();
     const saved = process.env.NODE_ENV;
     try {
       delete process.env.NODE_ENV;
-      const dev = await RedisClient.connect({ url, keyPrefix: prefix });
+      const dev = await RedisClient.connect({ ...options, keyPrefix: prefix });
       process.env.NODE_ENV = 'production';
-      const prod = await RedisClient.connect({ url, keyPrefix: prefix });
+      const prod = await RedisClient.connect({ ...options, keyPrefix: prefix });
       const devError = (await profileController(new RedisService(dev)).catch((err: Error) => err)) as Error;
       const prodError = (await profileController(new RedisService(prod)).catch((err: Error) => err)) as Error;
       assert.match(String(devError.stack), /at async loadProfile/);
@@ -223,7 +223,7 @@ describe('messages and stacks you can trace', () => {
   });
 
   it('a value larger than maxValueBytes is ERR_INVALID_ARGUMENT, nothing is sent, and the connection goes on', async () => {
-    const client = await RedisClient.connect({ url: await testRedisUrl(), keyPrefix: uniquePrefix(), maxValueBytes: 1024 });
+    const client = await RedisClient.connect({ ...(await testConnectOptions()), keyPrefix: uniquePrefix(), maxValueBytes: 1024 });
     const small = new RedisService(client);
     const e = await small.setBuffer('big', Buffer.alloc(2048)).catch((err: unknown) => err);
     assert.ok(isRedisError(e));

@@ -7,7 +7,16 @@ import { Test } from '@nestjs/testing';
 import request from 'supertest';
 import { RedisClient, RedisService } from 'nestjs-redis-native';
 import { RedisHealthIndicator, RedisModule } from 'nestjs-redis-native/nest';
-import { sleep, startRedis, stopSharedRedis, testRedisUrl, type PrivateRedis } from './support/redis-server';
+import {
+  onlyStandalone,
+  sleep,
+  startRedis,
+  stopSharedRedis,
+  testConnectOptions,
+  type PrivateRedis,
+} from './support/redis-server';
+
+const ownServer = onlyStandalone('pauses, kills, stops or restarts a server of its own');
 
 after(async () => {
   await stopSharedRedis();
@@ -15,7 +24,7 @@ after(async () => {
 
 describe('client.metrics()', () => {
   it('counts commands, errors and latency as traffic flows', async () => {
-    const client = await RedisClient.connect({ url: await testRedisUrl() });
+    const client = await RedisClient.connect(await testConnectOptions());
     const redis = new RedisService(client);
     const before = client.metrics();
     assert.equal(before.inFlight, 0);
@@ -35,7 +44,7 @@ describe('client.metrics()', () => {
   });
 
   it('commands the server refuses inside a pipeline count as errors, each', async () => {
-    const client = await RedisClient.connect({ url: await testRedisUrl() });
+    const client = await RedisClient.connect(await testConnectOptions());
     const redis = new RedisService(client);
     await redis.set('metrics:text', 'x', 5);
     const before = client.metrics();
@@ -51,7 +60,7 @@ describe('client.metrics()', () => {
     await client.close();
   });
 
-  it('moves when Redis is stopped: errors, timeouts and reconnects', async () => {
+  it('moves when Redis is stopped: errors, timeouts and reconnects', ownServer, async () => {
     const server = await startRedis();
     const client = await RedisClient.connect({
       url: server.url,
@@ -87,7 +96,7 @@ describe('client.metrics()', () => {
 
 describe('client.health()', () => {
   it('is up with latency and the server version', async () => {
-    const client = await RedisClient.connect({ url: await testRedisUrl() });
+    const client = await RedisClient.connect(await testConnectOptions());
     const health = await client.health();
     assert.equal(health.status, 'up');
     assert.ok(health.latencyMs! > 0);
@@ -96,7 +105,7 @@ describe('client.health()', () => {
     await client.close();
   });
 
-  it('is down (not a rejection) while Redis is unreachable, and after close', async () => {
+  it('is down (not a rejection) while Redis is unreachable, and after close', ownServer, async () => {
     const server = await startRedis();
     const client = await RedisClient.connect({ url: server.url, commandTimeoutMs: 300 });
     await server.stop();
@@ -122,7 +131,7 @@ class HealthController {
   }
 }
 
-describe('RedisHealthIndicator with @nestjs/terminus', () => {
+describe('RedisHealthIndicator with @nestjs/terminus', ownServer, () => {
   let server: PrivateRedis;
   let app: INestApplication;
 

@@ -20,7 +20,7 @@ import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
 import request from 'supertest';
 import { Idempotent, RedisModule } from 'nestjs-redis-native/nest';
-import { sleep, stopSharedRedis, testRedisUrl, uniquePrefix } from './support/redis-server';
+import { sleep, stopSharedRedis, testConnectOptions, uniquePrefix } from './support/redis-server';
 
 /** How often each handler really ran. */
 const runs = { pay: 0, refund: 0, strict: 0, receipt: 0, transfer: 0, capture: 0 };
@@ -98,7 +98,7 @@ for (const adapter of ['express', 'fastify'] as const) {
 
     before(async () => {
       const moduleRef = await Test.createTestingModule({
-        imports: [RedisModule.forRoot({ url: await testRedisUrl(), keyPrefix: uniquePrefix() })],
+        imports: [RedisModule.forRoot({ ...(await testConnectOptions()), keyPrefix: uniquePrefix() })],
         controllers: [PaymentsController],
       }).compile();
       // Both route `/payments/` and `/PAYMENTS` to `/payments` (Express does by default)

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { LockService, RedisClient, RedisService } from 'nestjs-redis-native';
-import { prefixedClients, sleep, stopSharedRedis, testRedisUrl } from './support/redis-server';
+import { prefixedClients, sleep, stopSharedRedis, testConnectOptions } from './support/redis-server';
 
 let client: RedisClient;
 let locks: LockService;
@@ -92,7 +92,7 @@ describe('acquire / release / extend', () => {
   });
 
   it('two clients (two app instances) exclude each other', async () => {
-    const other = await RedisClient.connect({ url: await testRedisUrl(), keyPrefix: prefix });
+    const other = await RedisClient.connect({ ...(await testConnectOptions()), keyPrefix: prefix });
     const r = resource();
     const a = await locks.acquire(r, 5000);
     assert.ok(a);

@@ -1,7 +1,16 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { CacheService, RedisClient, RedisService } from 'nestjs-redis-native';
-import { prefixedClients, sleep, startRedis, stopSharedRedis, testRedisUrl, uniquePrefix } from './support/redis-server';
+import {
+  onlyStandalone,
+  prefixedClients,
+  sleep,
+  startRedis,
+  stopSharedRedis,
+  testConnectOptions,
+  uniquePrefix,
+  type TestConnectOptions,
+} from './support/redis-server';
 
 /**
  * nearCache: values read from Redis kept in process memory, dropped when Redis reports a
@@ -9,13 +18,15 @@ import { prefixedClients, sleep, startRedis, stopSharedRedis, testRedisUrl, uniq
  * the connection is down.
  */
 
-let url: string;
+let connectOptions: TestConnectOptions;
 let writer: RedisService; // another client, as another app instance would be
 let closeWriter: () => Promise<void>;
 let prefix: string;
+const ownServer = onlyStandalone('kills and restarts a server of its own');
+const clientList = onlyStandalone('finds the tracking connection in CLIENT LIST of one server and kills it');
 
 before(async () => {
-  url = await testRedisUrl();
+  connectOptions = await testConnectOptions();
   ({ raw: writer, prefix, close: closeWriter } = await prefixedClients());
 });
 
@@ -25,7 +36,7 @@ after(async () => {
 });
 
 async function cached(options: Record<string, unknown> = {}) {
-  const client = await RedisClient.connect({ url, keyPrefix: prefix, nearCache: true, ...options });
+  const client = await RedisClient.connect({ ...connectOptions, keyPrefix: prefix, nearCache: true, ...options });
   return { client, redis: new RedisService(client) };
 }
 
@@ -105,7 +116,7 @@ describe('nearCache', () => {
 
   it('works with keyPrefix: invalidations of the stored key reach the cached one', async () => {
     const own = uniquePrefix();
-    const client = await RedisClient.connect({ url, keyPrefix: own, nearCache: true });
+    const client = await RedisClient.connect({ ...connectOptions, keyPrefix: own, nearCache: true });
     const redis = new RedisService(client);
     await writer.set(`${own}k`, '1');
     assert.equal(await redis.get('k'), '1');
@@ -147,7 +158,7 @@ describe('nearCache', () => {
     await client.close();
   });
 
-  it('nothing is served while the connection is down, and the cache starts empty after a restart', async () => {
+  it('nothing is served while the connection is down, and the cache starts empty after a restart', ownServer, async () => {
     const server = await startRedis();
     const client = await RedisClient.connect({
       url: server.url,
@@ -174,7 +185,7 @@ describe('nearCache', () => {
     await server.stop();
   });
 
-  it('a lost tracking connection empties the cache, and caching comes back', async () => {
+  it('a lost tracking connection empties the cache, and caching comes back', clientList, async () => {
     const name = `nc${Date.now()}`;
     const { client, redis } = await cached({ clientName: name, reconnect: { minDelayMs: 20, maxDelayMs: 50 } });
     await writer.set(`${prefix}nc:t`, '1');
@@ -196,7 +207,7 @@ describe('nearCache', () => {
   it('bad nearCache options are ERR_INVALID_ARGUMENT', async () => {
     for (const bad of [5, 'yes', { maxEntries: 0 }, { maxBytes: -1 }, { ttlSeconds: 0 }, { nope: 1 }]) {
       await assert.rejects(
-        RedisClient.connect({ url, nearCache: bad as any }),
+        RedisClient.connect({ ...connectOptions, nearCache: bad as any }),
         { code: 'ERR_INVALID_ARGUMENT' },
         JSON.stringify(bad),
       );
@@ -204,7 +215,7 @@ describe('nearCache', () => {
   });
 
   it('without nearCache, metrics have no nearCache figures', async () => {
-    const client = await RedisClient.connect({ url });
+    const client = await RedisClient.connect(connectOptions);
     assert.equal(client.metrics().nearCache, undefined);
     await client.close();
   });

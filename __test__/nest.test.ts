@@ -16,16 +16,27 @@ import {
   SessionService,
   TokenService,
 } from 'nestjs-redis-native';
-import { REDIS_MODULE_OPTIONS, RedisHealthIndicator, RedisModule } from 'nestjs-redis-native/nest';
-import { freePort, startRedis, stopSharedRedis, testRedisUrl, uniquePrefix } from './support/redis-server';
+import { REDIS_MODULE_OPTIONS, RedisHealthIndicator, RedisModule, type RedisModuleOptions } from 'nestjs-redis-native/nest';
+import {
+  freePort,
+  onlyStandalone,
+  startRedis,
+  stopSharedRedis,
+  testConnectOptions,
+  uniquePrefix,
+  type TestConnectOptions,
+} from './support/redis-server';
 
-let url: string;
+/** How to reach the test Redis: `{ url }`, or `{ cluster }` with TEST_TOPOLOGY=cluster. */
+let connection: TestConnectOptions;
 let observer: RedisClient;
 let observe: RedisService;
+const clientList = onlyStandalone('looks for connections in CLIENT LIST of one server');
+const ownServer = onlyStandalone('starts a server of its own late');
 
 before(async () => {
-  url = await testRedisUrl();
-  observer = await RedisClient.connect({ url });
+  connection = await testConnectOptions();
+  observer = await RedisClient.connect(connection);
   observe = new RedisService(observer);
 });
 
@@ -57,7 +68,7 @@ describe('RedisModule', () => {
   it("forRoot provides RedisService by class, injectable into the app's own providers", async () => {
     const keyPrefix = uniquePrefix();
     const moduleRef = await Test.createTestingModule({
-      imports: [RedisModule.forRoot({ url, keyPrefix })],
+      imports: [RedisModule.forRoot({ ...connection, keyPrefix })],
       providers: [GreetingStore],
     }).compile();
     await moduleRef.init();
@@ -74,14 +85,11 @@ describe('RedisModule', () => {
     const keyPrefix = uniquePrefix();
     const moduleRef = await Test.createTestingModule({
       imports: [
-        ConfigModule.forRoot({ ignoreEnvFile: true, load: [() => ({ redis: { url, keyPrefix } })] }),
+        ConfigModule.forRoot({ ignoreEnvFile: true, load: [() => ({ redis: { ...connection, keyPrefix } })] }),
         RedisModule.forRootAsync({
           imports: [ConfigModule],
           inject: [ConfigService],
-          useFactory: (config: ConfigService) => ({
-            url: config.getOrThrow<string>('redis.url'),
-            keyPrefix: config.getOrThrow<string>('redis.keyPrefix'),
-          }),
+          useFactory: (config: ConfigService) => config.getOrThrow<RedisModuleOptions>('redis'),
         }),
       ],
     }).compile();
@@ -97,7 +105,7 @@ describe('RedisModule', () => {
 
   it('forRootAsync accepts a plain async factory', async () => {
     const moduleRef = await Test.createTestingModule({
-      imports: [RedisModule.forRootAsync({ useFactory: async () => ({ url }) })],
+      imports: [RedisModule.forRootAsync({ useFactory: async () => connection })],
     }).compile();
     await moduleRef.init();
     assert.equal(typeof (await moduleRef.get(RedisService).ping()), 'number');
@@ -106,7 +114,7 @@ describe('RedisModule', () => {
 
   it('isGlobal makes the services injectable in modules that do not import RedisModule', async () => {
     const moduleRef = await Test.createTestingModule({
-      imports: [RedisModule.forRoot({ url, keyPrefix: uniquePrefix(), isGlobal: true }), FeatureModule],
+      imports: [RedisModule.forRoot({ ...connection, keyPrefix: uniquePrefix(), isGlobal: true }), FeatureModule],
     }).compile();
     await moduleRef.init();
     assert.equal(await moduleRef.get(GreetingStore).greet('grace'), 'hello grace');
@@ -116,15 +124,15 @@ describe('RedisModule', () => {
 
   it('without isGlobal, a module that does not import RedisModule cannot inject RedisService', async () => {
     await assert.rejects(
-      Test.createTestingModule({ imports: [RedisModule.forRoot({ url }), FeatureModule] }).compile(),
+      Test.createTestingModule({ imports: [RedisModule.forRoot(connection), FeatureModule] }).compile(),
       /RedisService/,
     );
   });
 
-  it('RedisClient and every service share one connection', async () => {
+  it('RedisClient and every service share one connection', clientList, async () => {
     const clientName = `nest-shared-${randomUUID()}`;
     const moduleRef = await Test.createTestingModule({
-      imports: [RedisModule.forRoot({ url, clientName })],
+      imports: [RedisModule.forRoot({ ...connection, clientName })],
     }).compile();
     await moduleRef.init();
     const client = moduleRef.get(RedisClient);
@@ -134,10 +142,10 @@ describe('RedisModule', () => {
     await moduleRef.close();
   });
 
-  it('application shutdown closes the connection', async () => {
+  it('application shutdown closes the connection', clientList, async () => {
     const clientName = `nest-shutdown-${randomUUID()}`;
     const moduleRef = await Test.createTestingModule({
-      imports: [RedisModule.forRoot({ url, clientName })],
+      imports: [RedisModule.forRoot({ ...connection, clientName })],
     }).compile();
     await moduleRef.init();
     const redis = moduleRef.get(RedisService);
@@ -155,7 +163,7 @@ describe('RedisModule', () => {
     const moduleRef = await Test.createTestingModule({
       imports: [
         RedisModule.forRoot({
-          url,
+          ...connection,
           keyPrefix,
           tokens: { namespace: 'auth' },
           sessions: { maxSessionsPerUser: 1 },
@@ -204,7 +212,7 @@ describe('RedisModule', () => {
     );
   });
 
-  it('with reconnect.atStartup the app waits for a Redis that starts after it', async () => {
+  it('with reconnect.atStartup the app waits for a Redis that starts after it', ownServer, async () => {
     const server = await startRedis();
     await server.stop();
     setTimeout(() => void server.start(), 300);
@@ -221,7 +229,7 @@ describe('RedisModule', () => {
     const moduleRef = await Test.createTestingModule({
       imports: [
         RedisModule.forRoot({
-          url,
+          ...connection,
           rateLimit: {
             onRedisError: 'fail-open',
             default: { limit: 100, windowSeconds: 60 },
@@ -239,7 +247,7 @@ describe('RedisModule', () => {
   it('a wrong rateLimit option stops startup with ERR_INVALID_ARGUMENT, naming it', async () => {
     const rejects = (rateLimit: object, name: RegExp) =>
       assert.rejects(
-        Test.createTestingModule({ imports: [RedisModule.forRoot({ url, rateLimit } as any)] }).compile(),
+        Test.createTestingModule({ imports: [RedisModule.forRoot({ ...connection, rateLimit } as any)] }).compile(),
         (e: any) => e.code === 'ERR_INVALID_ARGUMENT' && name.test(e.message),
       );
     await rejects({ default: { limit: 0, windowSeconds: 60 } }, /rateLimit\.default.*limit/);
@@ -250,11 +258,14 @@ describe('RedisModule', () => {
   });
 
   it('a wrong option stops startup with ERR_INVALID_ARGUMENT', async () => {
-    await assert.rejects(Test.createTestingModule({ imports: [RedisModule.forRoot({ url, commandTimeoutMs: -5 })] }).compile(), {
-      code: 'ERR_INVALID_ARGUMENT',
-    });
     await assert.rejects(
-      Test.createTestingModule({ imports: [RedisModule.forRoot({ url, kyePrefix: 'typo:' } as any)] }).compile(),
+      Test.createTestingModule({ imports: [RedisModule.forRoot({ ...connection, commandTimeoutMs: -5 })] }).compile(),
+      {
+        code: 'ERR_INVALID_ARGUMENT',
+      },
+    );
+    await assert.rejects(
+      Test.createTestingModule({ imports: [RedisModule.forRoot({ ...connection, kyePrefix: 'typo:' } as any)] }).compile(),
       (e: any) => e.code === 'ERR_INVALID_ARGUMENT' && /kyePrefix/.test(e.message),
     );
   });

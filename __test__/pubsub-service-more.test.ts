@@ -2,13 +2,13 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { PubSubService, RedisClient } from 'nestjs-redis-native';
-import { stopSharedRedis, testRedisUrl } from './support/redis-server';
+import { stopSharedRedis, testConnectOptions } from './support/redis-server';
 
 let client: RedisClient;
 let pubsub: PubSubService;
 
 before(async () => {
-  client = await RedisClient.connect({ url: await testRedisUrl() });
+  client = await RedisClient.connect(await testConnectOptions());
   pubsub = new PubSubService(client);
 });
 
@@ -37,7 +37,7 @@ describe('Subscription', () => {
   });
 
   it('unsubscribe after the client was closed resolves: nothing is subscribed any more', async () => {
-    const own = await RedisClient.connect({ url: await testRedisUrl() });
+    const own = await RedisClient.connect(await testConnectOptions());
     const sub = await new PubSubService(own).subscribe(`ch-${randomUUID()}`, () => {});
     await own.close();
     await sub.unsubscribe();

@@ -4,13 +4,13 @@ import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { PubSubService, RedisClient, RedisService } from 'nestjs-redis-native';
-import { sleep, startRedis, stopSharedRedis, testRedisUrl } from './support/redis-server';
+import { onlyStandalone, sleep, startRedis, stopSharedRedis, testConnectOptions } from './support/redis-server';
 
 let client: RedisClient;
 let pubsub: PubSubService;
 
 before(async () => {
-  client = await RedisClient.connect({ url: await testRedisUrl() });
+  client = await RedisClient.connect(await testConnectOptions());
   pubsub = new PubSubService(client);
 });
 
@@ -119,7 +119,7 @@ describe('publish / subscribe', () => {
     await sync.unsubscribe();
   });
 
-  it('subscriptions come back after the server restarts', async () => {
+  it('subscriptions come back after the server restarts', onlyStandalone('kills and restarts a server of its own'), async () => {
     const server = await startRedis();
     const c = await RedisClient.connect({ url: server.url, reconnect: { minDelayMs: 20, maxDelayMs: 100 } });
     const ps = new PubSubService(c);
@@ -142,10 +142,10 @@ describe('publish / subscribe', () => {
 
   it('the process exits by itself after close, with or without unsubscribe', async () => {
     const script = join(__dirname, 'fixtures', 'subscribe-then-exit.js');
-    const url = await testRedisUrl();
+    const options = JSON.stringify(await testConnectOptions());
     for (const mode of ['unsubscribe', 'keep']) {
       const out = await new Promise<string>((resolve, reject) => {
-        execFile(process.execPath, [script, url, mode], { timeout: 10_000 }, (error, stdout) =>
+        execFile(process.execPath, [script, options, mode], { timeout: 10_000 }, (error, stdout) =>
           error ? reject(error) : resolve(stdout),
         );
       });
@@ -155,9 +155,9 @@ describe('publish / subscribe', () => {
 });
 
 describe('the subscriber connection', () => {
-  it('is named after clientName, with :sub', async () => {
+  it('is named after clientName, with :sub', onlyStandalone('CLIENT LIST shows the connections of one server'), async () => {
     const name = `app-${randomUUID().slice(0, 8)}`;
-    const named = await RedisClient.connect({ url: await testRedisUrl(), clientName: name });
+    const named = await RedisClient.connect({ ...(await testConnectOptions()), clientName: name });
     const sub = await new PubSubService(named).subscribe(channel(), () => {});
     const list = String(await new RedisService(named).command('CLIENT', ['LIST']));
     assert.match(list, new RegExp(`name=${name} `));
@@ -167,7 +167,7 @@ describe('the subscriber connection', () => {
   });
 
   it('subscribe after close() rejects with ERR_CLIENT_CLOSED', async () => {
-    const c = await RedisClient.connect({ url: await testRedisUrl() });
+    const c = await RedisClient.connect(await testConnectOptions());
     const service = new PubSubService(c);
     await c.close();
     await assert.rejects(

@@ -8,7 +8,7 @@ import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
 import request from 'supertest';
 import { RateLimit, RateLimitGuard, RedisModule, SkipRateLimit } from 'nestjs-redis-native/nest';
-import { stopSharedRedis, testRedisUrl, uniquePrefix } from './support/redis-server';
+import { stopSharedRedis, testConnectOptions, uniquePrefix } from './support/redis-server';
 
 /**
  * A default rule for every route (`rateLimit.default`, applied by the global guard), and
@@ -87,7 +87,7 @@ for (const adapter of ['express', 'fastify'] as const) {
       @Module({
         imports: [
           RedisModule.forRoot({
-            url: await testRedisUrl(),
+            ...(await testConnectOptions()),
             keyPrefix: uniquePrefix(),
             rateLimit: { default: { limit: 2, windowSeconds: 60 } },
           }),

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { RateLimitService, RedisClient, RedisService, type RateLimitOptions } from 'nestjs-redis-native';
-import { prefixedClients, sleep, startRedis, stopSharedRedis, testRedisUrl } from './support/redis-server';
+import { onlyStandalone, prefixedClients, sleep, startRedis, stopSharedRedis, testConnectOptions } from './support/redis-server';
 
 let client: RedisClient;
 let limiter: RateLimitService;
@@ -53,7 +53,7 @@ for (const algorithm of algorithms) {
     });
 
     it('two clients (two app instances) share one limit exactly', async () => {
-      const other = await RedisClient.connect({ url: await testRedisUrl(), keyPrefix: prefix });
+      const other = await RedisClient.connect({ ...(await testConnectOptions()), keyPrefix: prefix });
       const second = new RateLimitService(other);
       const key = fresh();
       const results = await Promise.all(
@@ -255,7 +255,7 @@ describe('window boundaries', () => {
   });
 });
 
-describe('Redis outage', () => {
+describe('Redis outage', onlyStandalone('stops and restarts a server of its own'), () => {
   it('fail-closed refuses and fail-open allows while Redis is down, both say so, both recover', async () => {
     const server = await startRedis();
     const c = await RedisClient.connect({

@@ -18,7 +18,7 @@ import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
 import request from 'supertest';
 import { RateLimit, RateLimitGuard, RedisModule } from 'nestjs-redis-native/nest';
-import { sleep, stopSharedRedis, testRedisUrl, uniquePrefix } from './support/redis-server';
+import { sleep, stopSharedRedis, testConnectOptions, uniquePrefix } from './support/redis-server';
 
 const request$ = (ctx: ExecutionContext) => ctx.switchToHttp().getRequest();
 
@@ -118,7 +118,7 @@ for (const adapter of ['express', 'fastify'] as const) {
 
     before(async () => {
       @Module({
-        imports: [RedisModule.forRoot({ url: await testRedisUrl(), keyPrefix: uniquePrefix() })],
+        imports: [RedisModule.forRoot({ ...(await testConnectOptions()), keyPrefix: uniquePrefix() })],
         controllers: [ApiController, AdminController],
         // global as well: a request is still counted once
         providers: [{ provide: APP_GUARD, useClass: RateLimitGuard }],

@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { RedisService } from 'nestjs-redis-native';
-import { prefixedClients, sleep, stopSharedRedis } from './support/redis-server';
+import { onlyStandalone, prefixedClients, sleep, stopSharedRedis } from './support/redis-server';
 
 let redis: RedisService;
 // A client without prefix, to look at what is really stored.
 let raw: RedisService;
 let prefix: string;
 let closeClients: () => Promise<void>;
+const crossSlot = onlyStandalone('ZUNIONSTORE of keys in different slots is refused by a cluster (CROSSSLOT)');
 
 before(async () => {
   ({ redis, raw, prefix, close: closeClients } = await prefixedClients());
@@ -316,7 +317,7 @@ describe('pipeline / command', () => {
     assert.equal(await raw.get('ck1'), null);
   });
 
-  it('command applies the prefix to script keys and movable keys', async () => {
+  it('command applies the prefix to script keys and movable keys', crossSlot, async () => {
     await redis.command('EVAL', ["return redis.call('SET', KEYS[1], ARGV[1])", 1, 'ev', 'val']);
     assert.equal(await raw.get(`${prefix}ev`), 'val');
     await redis.command('ZADD', ['z1', 1, 'a']);

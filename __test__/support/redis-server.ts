@@ -1,191 +1,18 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer, Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { RedisClient, RedisService } from 'nestjs-redis-native';
+import { RedisClient, RedisService, type RedisOptions } from 'nestjs-redis-native';
+import { startCluster, type LocalCluster } from './cluster';
+import { startRedis, type PrivateRedis } from './local-redis';
 
-/** A redis-server owned by a test: started on a free loopback port, stopped by the test. */
-export interface PrivateRedis {
-  readonly port: number;
-  readonly url: string;
-  /** Stops the server (SIGTERM) and waits for it to exit. */
-  stop(): Promise<void>;
-  /** Kills the server at once (SIGKILL), as a crash would. */
-  kill(): Promise<void>;
-  /** SIGSTOP: the server keeps its socket but stops answering. */
-  pause(): void;
-  /** SIGCONT after `pause()`. */
-  resume(): void;
-  /** Starts the server again on the same port (empty: nothing is persisted). */
-  start(): Promise<void>;
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const address = srv.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = new Socket();
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-    s.connect(port, '127.0.0.1');
-  });
-}
-
-async function waitFor(check: () => Promise<boolean>, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
-/** PEM files of a TLS-only server: its certificate and key, and the CA that checks client certificates. */
-export interface ServerTls {
-  certFile: string;
-  keyFile: string;
-  caFile: string;
-  /** Require a client certificate signed by `caFile` (mutual TLS). Default false. */
-  requireClientCert?: boolean;
-}
-
-/**
- * Starts a private redis-server. `args` are extra redis-server arguments. With `tls`, the
- * server speaks only TLS on `port` (and its `url` is `rediss://localhost:<port>`).
- */
-export async function startRedis(options: { args?: string[]; port?: number; tls?: ServerTls } = {}): Promise<PrivateRedis> {
-  const tls = options.tls;
-  const tlsArgs = tls
-    ? [
-        '--port',
-        '0',
-        '--tls-port',
-        '', // filled below, once the port is known
-        '--tls-cert-file',
-        tls.certFile,
-        '--tls-key-file',
-        tls.keyFile,
-        '--tls-ca-cert-file',
-        tls.caFile,
-        '--tls-auth-clients',
-        tls.requireClientCert ? 'yes' : 'no',
-      ]
-    : [];
-  const port = options.port ?? (await freePort());
-  if (tls) tlsArgs[3] = String(port);
-  const dir = mkdtempSync(join(tmpdir(), 'rn-redis-'));
-  let child: ChildProcess | undefined;
-
-  const launch = async () => {
-    mkdirSync(dir, { recursive: true }); // stop() removed it; start() may follow
-    child = spawn(
-      'redis-server',
-      [
-        '--port',
-        String(port),
-        '--bind',
-        '127.0.0.1',
-        '--save',
-        '',
-        '--appendonly',
-        'no',
-        '--dir',
-        dir,
-        '--protected-mode',
-        'no',
-        ...tlsArgs,
-        ...(options.args ?? []),
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    const c = child;
-    let output = '';
-    c.stdout?.on('data', (d) => (output = (output + d).slice(-4000)));
-    c.stderr?.on('data', (d) => (output = (output + d).slice(-4000)));
-    let startError: Error | undefined;
-    c.once('error', (e) => {
-      startError = new Error(`cannot start redis-server (is it installed?): ${e.message}`);
-    });
-    const onEarlyExit = (code: number | null, signal: string | null) => {
-      startError ??= new Error(`redis-server exited (${code ?? signal}) before accepting connections:\n${output}`);
-    };
-    c.once('exit', onEarlyExit);
-    try {
-      await waitFor(async () => {
-        if (startError) throw startError;
-        return canConnect(port);
-      }, `redis-server on port ${port}`);
-    } catch (e) {
-      c.kill('SIGKILL');
-      child = undefined;
-      throw e;
-    }
-    c.removeListener('exit', onEarlyExit);
-    c.stdout?.removeAllListeners('data').resume();
-    c.stderr?.removeAllListeners('data').resume();
-  };
-
-  const exited = (c: ChildProcess) =>
-    new Promise<void>((resolve) => {
-      if (c.exitCode !== null || c.signalCode !== null) return resolve();
-      c.once('exit', () => resolve());
-    });
-
-  await launch();
-  const server: PrivateRedis = {
-    port,
-    url: tls ? `rediss://localhost:${port}` : `redis://127.0.0.1:${port}`,
-    async stop() {
-      if (!child) return;
-      const c = child;
-      child = undefined;
-      c.kill('SIGCONT');
-      c.kill('SIGTERM');
-      await exited(c);
-      rmSync(dir, { recursive: true, force: true });
-    },
-    async kill() {
-      if (!child) return;
-      const c = child;
-      child = undefined;
-      c.kill('SIGKILL');
-      await exited(c);
-    },
-    pause() {
-      child?.kill('SIGSTOP');
-    },
-    resume() {
-      child?.kill('SIGCONT');
-    },
-    async start() {
-      if (child) return;
-      await launch();
-    },
-  };
-  return server;
-}
+export { freePort, sleep, startRedis, type PrivateRedis, type ServerTls } from './local-redis';
 
 let shared: Promise<PrivateRedis> | undefined;
+let sharedCluster: Promise<LocalCluster> | undefined;
 
 /**
- * The Redis the tests of this process use: REDIS_URL when given, otherwise a private
- * redis-server started on first use and stopped by `stopSharedRedis()`.
+ * One standalone Redis for the tests of this process, whatever `TEST_TOPOLOGY` says: REDIS_URL
+ * when given, otherwise a private redis-server started on first use and stopped by
+ * `stopSharedRedis()`. For tests about connecting to one server by its url; the others take
+ * `testConnectOptions()`.
  */
 export async function testRedisUrl(): Promise<string> {
   if (process.env.REDIS_URL) return process.env.REDIS_URL;
@@ -193,12 +20,46 @@ export async function testRedisUrl(): Promise<string> {
   return (await shared).url;
 }
 
-export async function stopSharedRedis(): Promise<void> {
-  if (shared) {
-    const s = await shared;
-    shared = undefined;
-    await s.stop();
+/** What the suites run against: `TEST_TOPOLOGY=cluster`, or a standalone server (the default). */
+export function testTopology(): 'standalone' | 'cluster' {
+  const topology = process.env.TEST_TOPOLOGY ?? 'standalone';
+  if (topology !== 'standalone' && topology !== 'cluster') {
+    throw new Error(`TEST_TOPOLOGY must be 'standalone' or 'cluster', not '${topology}'`);
   }
+  return topology;
+}
+
+/** The connection options of the test Redis, as `RedisClient.connect()` and `RedisModule.forRoot()` take them. */
+export type TestConnectOptions = RedisOptions & ({ url: string } | { cluster: { nodes: string[] } });
+
+/**
+ * How to reach the test Redis of `testTopology()`. Standalone: `{ url }` of `testRedisUrl()`.
+ * Cluster: `{ cluster: { nodes } }` of REDIS_CLUSTER_NODES (comma-separated urls) when given,
+ * otherwise of a local cluster (3 masters, 3 replicas) started on first use and stopped by
+ * `stopSharedRedis()`. Spread it and add what the test needs:
+ * `RedisClient.connect({ ...(await testConnectOptions()), keyPrefix })`.
+ */
+export async function testConnectOptions(): Promise<TestConnectOptions> {
+  if (testTopology() === 'standalone') return { url: await testRedisUrl() };
+  if (process.env.REDIS_CLUSTER_NODES) return { cluster: { nodes: process.env.REDIS_CLUSTER_NODES.split(',') } };
+  sharedCluster ??= startCluster();
+  return { cluster: { nodes: [...(await sharedCluster).nodes] } };
+}
+
+/**
+ * Options of a test (or `describe`) that can only run on a standalone server: skipped on the
+ * cluster, with `reason`. `it('...', onlyStandalone('kills the server'), async () => ...)`.
+ */
+export function onlyStandalone(reason: string): { skip?: string } {
+  return testTopology() === 'cluster' ? { skip: `standalone only: ${reason}` } : {};
+}
+
+/** Stops what `testRedisUrl()` and `testConnectOptions()` started. Every suite calls it in `after`. */
+export async function stopSharedRedis(): Promise<void> {
+  const [server, cluster] = [shared, sharedCluster];
+  shared = undefined;
+  sharedCluster = undefined;
+  await Promise.all([server?.then((s) => s.stop()), cluster?.then((c) => c.stop())]);
 }
 
 /** A key prefix no other test uses. */
@@ -206,11 +67,10 @@ export function uniquePrefix(): string {
   return `test:${randomUUID()}:`;
 }
 
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
 /**
- * Two clients on the test Redis: `redis` with a fresh `prefix`, and `raw` without one, to
- * look at what is really stored. `close()` deletes the prefixed keys and closes both.
+ * Two clients on the test Redis (`testConnectOptions()`): `redis` with a fresh `prefix`, and
+ * `raw` without one, to look at what is really stored. `close()` deletes the prefixed keys
+ * and closes both.
  */
 export async function prefixedClients(): Promise<{
   prefix: string;
@@ -219,10 +79,10 @@ export async function prefixedClients(): Promise<{
   raw: RedisService;
   close(): Promise<void>;
 }> {
-  const url = await testRedisUrl();
+  const options = await testConnectOptions();
   const prefix = uniquePrefix();
-  const client = await RedisClient.connect({ url, keyPrefix: prefix });
-  const rawClient = await RedisClient.connect({ url });
+  const client = await RedisClient.connect({ ...options, keyPrefix: prefix });
+  const rawClient = await RedisClient.connect(options);
   const raw = new RedisService(rawClient);
   return {
     prefix,
