@@ -31,7 +31,6 @@ const SUITES = [
   'cache-service-more',
   'pubsub-service',
   'pubsub-service-more',
-  'near-cache',
   'errors',
   'bad-input',
   'bad-input-more',

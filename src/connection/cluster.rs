@@ -10,18 +10,20 @@
 //! between attempts), `connectTimeoutMs` on the first connection, and errors mapped to
 //! the same codes.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::join_all;
 use redis::aio::ConnectionLike;
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, ConnectionAddr, IntoConnectionInfo, Pipeline, Value};
+use tokio::sync::oneshot;
 
-use crate::error::{NotNow, RnError, RnResult};
+use crate::error::{RnError, RnResult};
 use crate::options::{host_port, ClientConfig, Topology};
 
 use super::events::{EventKind, Events};
@@ -50,6 +52,18 @@ pub struct Cluster {
   config: ClientConfig,
   closed: AtomicBool,
   events: Arc<Events>,
+  /// Commands for one slot, kept in the order they were made (see `exec`).
+  lanes: Arc<Mutex<HashMap<Route, Lane>>>,
+}
+
+/// A reply on its way to its caller.
+type ReplyTx = oneshot::Sender<redis::RedisResult<Value>>;
+
+/// The commands of one slot: those waiting while a batch of them is with the node.
+#[derive(Default)]
+struct Lane {
+  busy: bool,
+  waiting: Vec<(Cmd, ReplyTx)>,
 }
 
 impl Cluster {
@@ -135,6 +149,7 @@ impl Cluster {
       config,
       closed: AtomicBool::new(false),
       events,
+      lanes: Default::default(),
     })
   }
 
@@ -160,10 +175,41 @@ impl Cluster {
   }
 
   /// Sends one command to the node of its keys (any node when it has none).
+  ///
+  /// The cluster engine may reorder requests it is given together, so commands for one
+  /// slot go through a lane: the first is sent at once; those made while it is out
+  /// wait, and go next together as one pipeline, in the order they were made (as on
+  /// one server, calls not awaited reach Redis in the order they were made). Commands
+  /// without a key, or over keys in several slots, are sent at once.
   pub async fn exec(&self, cmd: Cmd) -> RnResult<Value> {
     self.check_open()?;
-    let mut conn = self.conn.clone();
     let name = command_name(&cmd);
+    if let Some(route) = lane_key(&cmd).map(|k| Route::with_key(k, SlotAddr::Master)) {
+      let (tx, rx) = oneshot::channel();
+      let start = {
+        let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        let lane = lanes.entry(route).or_default();
+        lane.waiting.push((cmd.clone(), tx));
+        !std::mem::replace(&mut lane.busy, true)
+      };
+      if start {
+        tokio::spawn(drain(self.lanes.clone(), route, self.conn.clone()));
+      }
+      let reply = self
+        .timed(&name, async {
+          rx.await.unwrap_or_else(|_| {
+            Err(redis::RedisError::from(std::io::Error::from(
+              std::io::ErrorKind::BrokenPipe,
+            )))
+          })
+        })
+        .await?;
+      return match reply {
+        Ok(Value::ServerError(e)) => Err(self.failed(e.into(), &cmd)),
+        other => other.map_err(|e| self.failed(e, &cmd)),
+      };
+    }
+    let mut conn = self.conn.clone();
     let reply = self
       .timed(&name, async { conn.req_packed_command(&cmd).await })
       .await?;
@@ -199,19 +245,17 @@ impl Cluster {
   pub async fn exec_pipeline(&self, pipe: Pipeline, count: usize) -> RnResult<Vec<Value>> {
     self.check_open()?;
     let cmds: Vec<Cmd> = pipe.cmd_iter().take(count).cloned().collect();
-    let calls = cmds.iter().map(|cmd| {
-      let mut conn = self.conn.clone();
-      async move { conn.req_packed_command(cmd).await }
-    });
-    let replies = self.timed("pipeline", join_all(calls)).await?;
+    // each through `exec`'s lanes: in order per slot, and all issued before any awaits
+    let calls: Vec<_> = cmds.iter().map(|cmd| self.exec(cmd.clone())).collect();
+    let replies = join_all(calls).await;
     let mut out = Vec::with_capacity(replies.len());
-    for (reply, cmd) in replies.into_iter().zip(&cmds) {
+    for reply in replies {
       match reply {
         Ok(v) => out.push(v),
-        Err(e) if e.code().is_some() && NotNow::of(&e).is_none() => {
-          out.push(server_error_value(&e))
+        Err(e) if e.server_code.is_some() && e.code == crate::error::ErrorCode::RedisCommand => {
+          out.push(rn_error_value(&e))
         }
-        Err(e) => return Err(self.failed(e, cmd)),
+        Err(e) => return Err(e),
       }
     }
     Ok(out)
@@ -381,14 +425,117 @@ fn command_name(cmd: &Cmd) -> String {
     .unwrap_or_else(|| "command".into())
 }
 
-/// A server's refusal as the value in a pipeline's slot (as one server's pipeline has it).
-fn server_error_value(e: &redis::RedisError) -> Value {
-  let line = match (e.code(), e.detail()) {
-    (Some(code), Some(detail)) => format!("-{code} {detail}\r\n"),
-    (Some(code), None) => format!("-{code}\r\n"),
-    _ => format!("-ERR {}\r\n", e.to_string().replace(['\r', '\n'], " ")),
-  };
+/// The key that decides where `cmd` goes, when it has one key (or one slot's keys): its
+/// lane. `None`: no key, or keys the engine splits by slot itself (it is sent at once).
+fn lane_key(cmd: &Cmd) -> Option<Vec<u8>> {
+  let args: Vec<&[u8]> = cmd
+    .args_iter()
+    .map(|a| match a {
+      redis::Arg::Simple(b) => b,
+      _ => &b"0"[..],
+    })
+    .collect();
+  let name = String::from_utf8_lossy(args.first()?).to_ascii_uppercase();
+  let key = |i: usize| args.get(i).map(|k| k.to_vec());
+  match name.as_str() {
+    "EVAL" | "EVALSHA" | "EVAL_RO" | "EVALSHA_RO" | "FCALL" | "FCALL_RO" => {
+      let n: usize = std::str::from_utf8(args.get(2)?).ok()?.parse().ok()?;
+      if n >= 1 {
+        key(3)
+      } else {
+        None
+      }
+    }
+    "MGET" | "DEL" | "UNLINK" | "EXISTS" | "TOUCH" | "WATCH" if args.len() == 2 => key(1),
+    "MSET" | "MSETNX" if args.len() == 3 => key(1),
+    "MGET" | "DEL" | "UNLINK" | "EXISTS" | "TOUCH" | "WATCH" | "MSET" | "MSETNX" => None,
+    "PING" | "ECHO" | "INFO" | "TIME" | "PUBLISH" | "SPUBLISH" | "CLUSTER" | "SCRIPT"
+    | "COMMAND" | "CLIENT" | "CONFIG" | "DBSIZE" | "FLUSHDB" | "FLUSHALL" | "SCAN" | "KEYS"
+    | "RANDOMKEY" | "WAIT" | "LASTSAVE" | "MEMORY" | "OBJECT" | "XREAD" | "XREADGROUP"
+    | "XINFO" | "XGROUP" | "BITOP" | "ZUNION" | "ZINTER" | "ZDIFF" | "SINTERCARD"
+    | "ZINTERCARD" | "LMPOP" | "ZMPOP" | "BLMPOP" | "BZMPOP" | "MIGRATE" | "PUBSUB"
+    | "FUNCTION" | "SLOWLOG" | "LATENCY" | "ACL" | "ROLE" | "READONLY" | "READWRITE" | "SELECT"
+    | "SWAPDB" | "DEBUG" | "MONITOR" | "SHUTDOWN" | "SAVE" | "BGSAVE" => None,
+    _ => key(1),
+  }
+}
+
+/// A refusal (already our error) back as the value in a pipeline's slot.
+fn rn_error_value(e: &RnError) -> Value {
+  let code = e.server_code.as_deref().unwrap_or("ERR");
+  let detail = e
+    .message
+    .strip_prefix(code)
+    .map(str::trim_start)
+    .unwrap_or(&e.message);
+  let line = format!("-{code} {}\r\n", detail.replace(['\r', '\n'], " "));
   redis::parse_redis_value(line.as_bytes()).unwrap_or(Value::Nil)
+}
+
+/// Whether a reply says the command did not run there and must be sent again through
+/// the engine (which follows MOVED/ASK and waits out TRYAGAIN/CLUSTERDOWN/LOADING).
+fn must_resend(v: &redis::RedisResult<Value>) -> bool {
+  let code = match v {
+    Ok(Value::ServerError(e)) => Some(e.code().to_string()),
+    Err(e) => e.code().map(str::to_string),
+    _ => None,
+  };
+  matches!(
+    code.as_deref(),
+    Some("MOVED" | "ASK" | "TRYAGAIN" | "CLUSTERDOWN" | "LOADING" | "MASTERDOWN")
+  )
+}
+
+/// Sends the commands waiting in the lane of `route`, a batch at a time (one pipeline,
+/// in order), until none waits.
+async fn drain(lanes: Arc<Mutex<HashMap<Route, Lane>>>, route: Route, mut conn: ClusterConnection) {
+  loop {
+    let batch = {
+      let mut all = lanes.lock().unwrap_or_else(|e| e.into_inner());
+      let Some(lane) = all.get_mut(&route) else {
+        return;
+      };
+      if lane.waiting.is_empty() {
+        all.remove(&route);
+        return;
+      }
+      std::mem::take(&mut lane.waiting)
+    };
+    let replies: Vec<redis::RedisResult<Value>> = if batch.len() == 1 {
+      vec![conn.req_packed_command(&batch[0].0).await]
+    } else {
+      let mut pipe = redis::pipe();
+      for (cmd, _) in &batch {
+        pipe.add_command(cmd.clone());
+      }
+      let target = SingleNodeRoutingInfo::SpecificNode(route);
+      match conn.route_pipeline(pipe, 0, batch.len(), target).await {
+        Ok(values) if values.len() == batch.len() => values.into_iter().map(Ok).collect(),
+        Ok(_) => batch
+          .iter()
+          .map(|_| {
+            Err(redis::RedisError::from((
+              redis::ErrorKind::Parse,
+              "a pipeline got the wrong number of replies",
+            )))
+          })
+          .collect(),
+        Err(e) => batch.iter().map(|_| Err(e.clone())).collect(),
+      }
+    };
+    // what did not run there (the slot moved, the node is failing over) goes again,
+    // one command at a time, in order, through the engine's redirections and retries
+    let mut resend = false;
+    for ((cmd, tx), reply) in batch.into_iter().zip(replies) {
+      let reply = if resend || must_resend(&reply) {
+        resend = true;
+        conn.req_packed_command(&cmd).await
+      } else {
+        reply
+      };
+      let _ = tx.send(reply);
+    }
+  }
 }
 
 /// Removes the password from a message, should a lower layer ever echo it.
@@ -467,15 +614,38 @@ e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 myself,master - 0
 
   #[test]
   fn a_refusal_in_a_pipeline_slot_keeps_its_code_and_text() {
-    let e = redis::RedisError::from(
-      match server_error_value(&redis::RedisError::from((
-        redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError),
-        "x",
-      ))) {
-        Value::ServerError(s) => s,
-        other => panic!("{other:?}"),
-      },
+    let e = RnError {
+      code: crate::error::ErrorCode::RedisCommand,
+      message: "WRONGTYPE Operation against a key holding the wrong kind of value".into(),
+      server_code: Some("WRONGTYPE".into()),
+    };
+    let Value::ServerError(back) = rn_error_value(&e) else {
+      panic!("not an error value")
+    };
+    assert_eq!(back.code(), "WRONGTYPE");
+    assert_eq!(
+      back.details(),
+      Some("Operation against a key holding the wrong kind of value")
     );
-    assert!(e.code().is_some());
+  }
+
+  #[test]
+  fn a_lane_is_the_key_of_a_one_key_command_or_a_script() {
+    let lane = |args: &[&str]| {
+      let mut c = redis::cmd(args[0]);
+      for a in &args[1..] {
+        c.arg(*a);
+      }
+      lane_key(&c).map(|k| String::from_utf8(k).unwrap())
+    };
+    assert_eq!(lane(&["GET", "k"]).as_deref(), Some("k"));
+    assert_eq!(
+      lane(&["EVALSHA", "abc", "2", "{u}:a", "{u}:b", "x"]).as_deref(),
+      Some("{u}:a")
+    );
+    assert_eq!(lane(&["EVALSHA", "abc", "0", "x"]), None);
+    assert_eq!(lane(&["MGET", "a", "b"]), None);
+    assert_eq!(lane(&["DEL", "a"]).as_deref(), Some("a"));
+    assert_eq!(lane(&["PUBLISH", "ch", "m"]), None);
   }
 }
