@@ -721,7 +721,7 @@ fn parse_topology(
   };
   if let Some(k) = ["url", "host", "port"]
     .iter()
-    .find(|k| map.contains_key(**k))
+    .find(|k| map.get(**k).is_some_and(|v| !v.is_null()))
   {
     return Err(RnError::invalid(format!(
       "option `{k}` does not go with `{which}`, which names its own servers"
