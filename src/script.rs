@@ -4,7 +4,8 @@
 use redis::Value;
 
 use crate::connection::Connection;
-use crate::error::{ErrorCode, RnResult};
+use crate::error::{ErrorCode, RnError, RnResult};
+use crate::keys;
 
 /// For a script called without keys.
 pub const NO_KEYS: &[&str] = &[];
@@ -46,6 +47,18 @@ fn display_name(path: &str) -> String {
     format!("script {file}")
   } else {
     format!("{service} script {file}")
+  }
+}
+
+/// Refuses, before anything is sent, a command or script whose `keys` (prefixed) are not
+/// all in one cluster slot: with this package's layouts they always are, so this is a bug
+/// (`ERR_INTERNAL`), caught on a standalone server as on a cluster.
+pub fn check_one_slot<K: AsRef<str>>(conn: &Connection, keys: &[K], what: &str) -> RnResult<()> {
+  match keys::slots_differ(conn.prefix(), keys) {
+    None => Ok(()),
+    Some((a, b)) => Err(RnError::internal(format!(
+      "{what}: its keys `{a}` and `{b}` are in different Redis Cluster slots (a bug in this package: the keys of one step must share a hash tag)"
+    ))),
   }
 }
 
