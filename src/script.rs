@@ -12,6 +12,12 @@ pub const NO_KEYS: &[&str] = &[];
 /// For a script called without arguments.
 pub const NO_ARGS: &[&[u8]] = &[];
 
+/// How many times `run_finding_keys` runs a script whose keys keep changing under it.
+const FINDING_ROUNDS: usize = 16;
+
+/// The reply of a script that needs keys it was not given (`need_keys` in `found_keys.lua`).
+const NEED_KEYS: &str = "NEEDKEYS";
+
 pub struct LuaScript {
   /// `<Service> script <file>.lua`, for messages.
   name: String,
@@ -47,6 +53,26 @@ fn display_name(path: &str) -> String {
     format!("script {file}")
   } else {
     format!("{service} script {file}")
+  }
+}
+
+/// When a script answered "I need these keys" (`{ +NEEDKEYS, key, ... }`): those keys.
+fn needed_keys(reply: &Value) -> Option<Vec<String>> {
+  let Value::Array(items) = reply else {
+    return None;
+  };
+  match items.first() {
+    Some(Value::SimpleString(s)) if s == NEED_KEYS => Some(
+      items[1..]
+        .iter()
+        .filter_map(|k| match k {
+          Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+          Value::SimpleString(s) => Some(s.clone()),
+          _ => None,
+        })
+        .collect(),
+    ),
+    _ => None,
   }
 }
 
@@ -100,6 +126,34 @@ impl LuaScript {
     };
     outcome.map_err(|e| e.context(&self.name))
   }
+
+  /// Runs a script that finds some of its keys in what it reads (the tokens listed in a
+  /// user's index, say), yet touches only keys given in KEYS: it gets `keys`, then the keys
+  /// it asked for last time. A script that needs a key it was not given writes nothing and
+  /// answers with the keys it needs (`need_keys` in `found_keys.lua`); it is run again with
+  /// them, until it has all it needs (its keys changed under it at most a few times).
+  pub async fn run_finding_keys<A: AsRef<[u8]>>(
+    &self,
+    conn: &Connection,
+    keys: &[String],
+    args: &[A],
+  ) -> RnResult<Value> {
+    let mut all = keys.to_vec();
+    for _ in 0..FINDING_ROUNDS {
+      let reply = self.run(conn, &all, args).await?;
+      match needed_keys(&reply) {
+        None => return Ok(reply),
+        Some(found) => {
+          all.truncate(keys.len());
+          all.extend(found);
+        }
+      }
+    }
+    Err(RnError::internal(format!(
+      "{}: the keys it needs changed under it {FINDING_ROUNDS} times in a row",
+      self.name
+    )))
+  }
 }
 
 #[cfg(test)]
@@ -111,5 +165,29 @@ mod tests {
       "SessionService script create.lua"
     );
     assert_eq!(super::display_name("x.lua"), "script x.lua");
+  }
+
+  #[test]
+  fn a_need_keys_reply_names_the_keys_and_nothing_else_is_one() {
+    use redis::Value;
+    let need = Value::Array(vec![
+      Value::SimpleString("NEEDKEYS".into()),
+      Value::BulkString(b"t:{u}:a".to_vec()),
+      Value::BulkString(b"t:{u}:b".to_vec()),
+    ]);
+    assert_eq!(
+      super::needed_keys(&need),
+      Some(vec!["t:{u}:a".to_string(), "t:{u}:b".to_string()])
+    );
+    let none = Value::Array(vec![Value::SimpleString("NEEDKEYS".into())]);
+    assert_eq!(super::needed_keys(&none), Some(vec![]));
+    for other in [
+      Value::Int(3),
+      Value::Array(vec![]),
+      Value::Array(vec![Value::BulkString(b"NEEDKEYS".to_vec())]),
+      Value::SimpleString("NEEDKEYS".into()),
+    ] {
+      assert_eq!(super::needed_keys(&other), None, "{other:?}");
+    }
   }
 }
