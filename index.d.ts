@@ -50,8 +50,10 @@ export declare class CacheNamespace {
   /** The values at `keys`, in order, `null` for each missing one. */
   mget<T = unknown>(keys: string[]): Promise<(T | null)[]>
   /**
-   * Stores several values at once (atomically), each for `ttl` seconds (default the
-   * namespace's `defaultTtl`).
+   * Stores several values at once, each for `ttl` seconds (default the namespace's
+   * `defaultTtl`). Each item is replaced atomically, as by `set`; the items are written
+   * side by side (in one round trip), not as one atomic step, so they can live on
+   * different Redis Cluster nodes.
    */
   mset(entries: Record<string, unknown>, ttl?: number): Promise<void>
   /**

@@ -7,8 +7,6 @@ use crate::connection::Connection;
 use crate::error::{ErrorCode, RnError, RnResult};
 use crate::keys;
 
-/// For a script called without keys.
-pub const NO_KEYS: &[&str] = &[];
 /// For a script called without arguments.
 pub const NO_ARGS: &[&[u8]] = &[];
 
