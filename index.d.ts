@@ -325,8 +325,8 @@ export declare class SessionService {
    * (default 86400; or give `{ ttl, tokenFamily }`). When `data.userId` is set, the
    * session is indexed under that user, the user is marked online, and with
    * `maxSessionsPerUser` the user's least recently active sessions beyond the maximum are
-   * destroyed, atomically. Resolves to the ids of the sessions evicted (their logins'
-   * refresh tokens revoked when they have a `tokenFamily`).
+   * destroyed. Resolves to the ids of the sessions evicted (their logins' refresh tokens
+   * revoked when they have a `tokenFamily`).
    */
   createSession(sessionId: string, data: Record<string, unknown>, ttlOrOptions?: number | CreateSessionOptions): Promise<string[]>
   /** The data of session `sessionId`, or `null` when it does not exist (or expired). */
