@@ -1,5 +1,11 @@
 //! Lua scripts: loaded once, called by SHA (EVALSHA), reloaded transparently when the
 //! server answers NOSCRIPT (after a restart or SCRIPT FLUSH).
+//!
+//! Every key a service script touches is one of its KEYS, and the KEYS of one call share a
+//! Redis Cluster hash slot, so each script runs unchanged on a cluster. `run` checks the
+//! slots before anything is sent (always: it costs a CRC16 of a few short keys), and in
+//! strict mode (debug builds, or `NESTJS_REDIS_NATIVE_STRICT_KEYS=1`, which the tests set)
+//! each script also refuses to touch a key that is not in its KEYS.
 
 use redis::Value;
 
@@ -16,11 +22,46 @@ const FINDING_ROUNDS: usize = 16;
 /// The reply of a script that needs keys it was not given (`need_keys` in `found_keys.lua`).
 const NEED_KEYS: &str = "NEEDKEYS";
 
+/// Prepended to every script in strict mode: `redis.call` / `redis.pcall` refuse a key
+/// that is not in KEYS (what Redis Cluster requires, and a standalone server lets pass).
+const STRICT_KEYS: &str = r#"local redis = (function(real)
+  local declared = {}
+  for _, k in ipairs(KEYS) do declared[k] = true end
+  local keyless = { TIME = true }
+  local all_keys = { DEL = true, UNLINK = true, EXISTS = true, MGET = true, TOUCH = true }
+  local function check(cmd, ...)
+    local name = string.upper(cmd)
+    if keyless[name] then return end
+    local n = all_keys[name] and select('#', ...) or 1
+    for i = 1, n do
+      local key = select(i, ...)
+      if not declared[key] then
+        error('strict keys: ' .. name .. ' on a key not in KEYS: ' .. tostring(key), 3)
+      end
+    end
+  end
+  return setmetatable({
+    call = function(cmd, ...) check(cmd, ...) return real.call(cmd, ...) end,
+    pcall = function(cmd, ...) check(cmd, ...) return real.pcall(cmd, ...) end,
+  }, { __index = real })
+end)(redis)
+"#;
+
+/// Strict mode: debug builds, or `NESTJS_REDIS_NATIVE_STRICT_KEYS=1`.
+fn strict_keys() -> bool {
+  cfg!(debug_assertions)
+    || std::env::var_os("NESTJS_REDIS_NATIVE_STRICT_KEYS").is_some_and(|v| v == "1")
+}
+
 pub struct LuaScript {
   /// `<Service> script <file>.lua`, for messages.
   name: String,
-  code: &'static str,
+  code: String,
   sha: String,
+  /// Whether the KEYS of one call must share a cluster slot: for every service's script.
+  /// RedisService's scripts run the caller's own keys (`mset` with a ttl), which may be
+  /// anywhere: like MSET, whether they can share a slot is the caller's business.
+  one_slot: bool,
 }
 
 /// The script in file `$file` beside the calling module, loaded once:
@@ -34,10 +75,15 @@ macro_rules! lua_script {
   };
 }
 
+/// `nestjs_redis_native::session_service/create.lua` → (`session_service`, `create.lua`).
+fn module_and_file(path: &str) -> (&str, &str) {
+  let path = path.strip_prefix("nestjs_redis_native::").unwrap_or(path);
+  path.rsplit_once('/').unwrap_or(("", path))
+}
+
 /// `nestjs_redis_native::session_service/create.lua` → `SessionService script create.lua`.
 fn display_name(path: &str) -> String {
-  let path = path.strip_prefix("nestjs_redis_native::").unwrap_or(path);
-  let (module, file) = path.rsplit_once('/').unwrap_or(("", path));
+  let (module, file) = module_and_file(path);
   let service: String = module
     .split('_')
     .map(|w| {
@@ -88,10 +134,16 @@ pub fn check_one_slot<K: AsRef<str>>(conn: &Connection, keys: &[K], what: &str) 
 
 impl LuaScript {
   pub fn new(name: &'static str, code: &'static str) -> LuaScript {
+    let code = if strict_keys() {
+      format!("{STRICT_KEYS}{code}")
+    } else {
+      code.to_string()
+    };
     LuaScript {
       name: display_name(name),
+      sha: redis::Script::new(&code).get_hash().to_string(),
       code,
-      sha: redis::Script::new(code).get_hash().to_string(),
+      one_slot: module_and_file(name).0 != "redis_service",
     }
   }
 
@@ -102,6 +154,9 @@ impl LuaScript {
     keys: &[K],
     args: &[A],
   ) -> RnResult<Value> {
+    if self.one_slot {
+      check_one_slot(conn, keys, &self.name)?;
+    }
     let build = |op: &str, body: &str| {
       let mut cmd = redis::cmd(op);
       cmd.arg(body).arg(keys.len());
@@ -118,7 +173,7 @@ impl LuaScript {
         if e.code == ErrorCode::RedisCommand && e.server_code.as_deref() == Some("NOSCRIPT") =>
       {
         // EVAL both runs the script and caches it on the server for the next EVALSHA.
-        conn.exec(build("EVAL", self.code)).await
+        conn.exec(build("EVAL", &self.code)).await
       }
       other => other,
     };
@@ -163,6 +218,14 @@ mod tests {
       "SessionService script create.lua"
     );
     assert_eq!(super::display_name("x.lua"), "script x.lua");
+  }
+
+  #[test]
+  fn only_redis_service_scripts_may_take_keys_of_several_slots() {
+    let service = super::LuaScript::new("nestjs_redis_native::lock_service/x.lua", "return 1");
+    let raw = super::LuaScript::new("nestjs_redis_native::redis_service/x.lua", "return 1");
+    assert!(service.one_slot);
+    assert!(!raw.one_slot);
   }
 
   #[test]

@@ -6,6 +6,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RedisClient, RedisService } from 'nestjs-redis-native';
 
+// Every script refuses to touch a key that is not in its KEYS, as Redis Cluster requires
+// (strict keys, see CONTRIBUTING.md): read by the addon when a script is first used.
+process.env.NESTJS_REDIS_NATIVE_STRICT_KEYS ??= '1';
+
 /** A redis-server owned by a test: started on a free loopback port, stopped by the test. */
 export interface PrivateRedis {
   readonly port: number;
