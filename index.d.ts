@@ -50,8 +50,10 @@ export declare class CacheNamespace {
   /** The values at `keys`, in order, `null` for each missing one. */
   mget<T = unknown>(keys: string[]): Promise<(T | null)[]>
   /**
-   * Stores several values at once (atomically), each for `ttl` seconds (default the
-   * namespace's `defaultTtl`).
+   * Stores several values at once, each for `ttl` seconds (default the namespace's
+   * `defaultTtl`). Each item is replaced atomically, as by `set`; the items are written
+   * side by side (in one round trip), not as one atomic step, so they can live on
+   * different Redis Cluster nodes.
    */
   mset(entries: Record<string, unknown>, ttl?: number): Promise<void>
   /**
@@ -323,8 +325,8 @@ export declare class SessionService {
    * (default 86400; or give `{ ttl, tokenFamily }`). When `data.userId` is set, the
    * session is indexed under that user, the user is marked online, and with
    * `maxSessionsPerUser` the user's least recently active sessions beyond the maximum are
-   * destroyed, atomically. Resolves to the ids of the sessions evicted (their logins'
-   * refresh tokens revoked when they have a `tokenFamily`).
+   * destroyed. Resolves to the ids of the sessions evicted (their logins' refresh tokens
+   * revoked when they have a `tokenFamily`).
    */
   createSession(sessionId: string, data: Record<string, unknown>, ttlOrOptions?: number | CreateSessionOptions): Promise<string[]>
   /** The data of session `sessionId`, or `null` when it does not exist (or expired). */

@@ -168,6 +168,39 @@ describe('secondary indexes', () => {
   });
 });
 
+describe('indexes, each step on one key', () => {
+  it('concurrent sets of one key under different index values leave it under its last one only', async () => {
+    const c = ns();
+    await Promise.all(Array.from({ length: 40 }, (_, i) => c.set('k', i, { indexes: { parity: i % 2 ? 'odd' : 'even' } })));
+    const value = (await c.get<number>('k'))!;
+    const [mine, other] = value % 2 ? ['odd', 'even'] : ['even', 'odd'];
+    assert.deepEqual(await c.getKeysByIndex('parity', mine), ['k']);
+    assert.deepEqual(await c.getKeysByIndex('parity', other), []);
+    assert.equal(await raw.command('ZCARD', [`${prefix}${c.name}:~idx:parity:${mine}`]), 1);
+    assert.equal(await raw.exists(`${prefix}${c.name}:~idx:parity:${other}`), false);
+  });
+
+  it('index entries that no longer stand for their item are skipped and removed', async () => {
+    const c = ns();
+    await c.set('live', { n: 1 }, { indexes: { team: 'core' } });
+    const index = `${prefix}${c.name}:~idx:team:core`;
+    // left by a set that stopped half-way, of an item since replaced, or of one never stored
+    await raw.command('ZADD', [index, 'inf', 'live\u00000123456789abcdef', 'inf', 'ghost\u0000fedcba9876543210', 'inf', 'live']);
+    assert.deepEqual(await c.getByIndex('team', 'core'), [{ n: 1 }]);
+    assert.equal(await raw.command('ZCARD', [index]), 1);
+    assert.deepEqual(await c.getKeysByIndex('team', 'core'), ['live']);
+  });
+
+  it('mset replaces items and drops their old index entries', async () => {
+    const c = ns();
+    await c.set('a', 1, { indexes: { kind: 'x' } });
+    await c.mset({ a: 2, b: 3 });
+    assert.deepEqual(await c.mget(['a', 'b']), [2, 3]);
+    assert.deepEqual(await c.getKeysByIndex('kind', 'x'), []);
+    assert.equal(await raw.exists(`${prefix}${c.name}:~idx:kind:x`), false);
+  });
+});
+
 describe('clear', () => {
   it('deletes its own namespace only, glob characters matching literally', async () => {
     const star = cache.namespace(`a*${randomUUID().slice(0, 6)}`);

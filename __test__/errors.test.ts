@@ -215,7 +215,7 @@ describe('messages and stacks you can trace', () => {
 
   it('a failing script is named in the message (the service and its script file)', async () => {
     const sessions = new SessionService(client);
-    await redis.set('session:s-wrong', 'not a hash');
+    await redis.set('session:{s-wrong}', 'not a hash');
     const e = await sessions.createSession('s-wrong', { userId: 'u1' }).catch((err: unknown) => err);
     assert.ok(isRedisError(e));
     assert.equal(e.code, 'ERR_REDIS_COMMAND');

@@ -54,7 +54,7 @@ describe('acquire / release / extend', () => {
     const second = (await locks.acquire(r, 5000))!;
     assert.equal(await first.release(), false);
     assert.equal(await first.extend(5000), false);
-    assert.equal(await raw.get(`${prefix}lock:${r}`), second.token);
+    assert.equal(await raw.get(`${prefix}lock:{${r}}`), second.token);
     assert.equal(await second.release(), true);
   });
 

@@ -25,12 +25,12 @@ const fresh = () => `k-${randomUUID()}`;
 const algorithms = ['sliding-window-counter', 'fixed-window', 'sliding-window', 'token-bucket'] as const;
 
 describe('checkRateLimit', () => {
-  it('allows limit requests per fixed window, under key rate_limit:<identifier>', async () => {
+  it('allows limit requests per fixed window, under key rate_limit:{<identifier>}', async () => {
     const id = fresh();
     const outcomes = [];
     for (let i = 0; i < 5; i++) outcomes.push(await limiter.checkRateLimit(id, 3, 60));
     assert.deepEqual(outcomes, [true, true, true, false, false]);
-    assert.equal(await raw.get(`${prefix}rate_limit:${id}`), '3');
+    assert.equal(await raw.get(`${prefix}rate_limit:{${id}}`), '3');
   });
 
   it('500 concurrent checks against a limit of 100 allow exactly 100', async () => {
@@ -118,10 +118,10 @@ for (const algorithm of algorithms) {
     it('a key that stops receiving traffic expires from Redis', async () => {
       const key = fresh();
       await limiter.consume(key, opts({ limit: 5, windowSeconds: 0.2 }));
-      assert.equal((await raw.keys(`${prefix}rate_limit:${key}*`)).length, 1);
+      assert.equal((await raw.keys(`${prefix}rate_limit:{${key}}*`)).length, 1);
       // the counter keeps its state until its window's requests left the next one too
       await sleep(algorithm === 'sliding-window-counter' ? 450 : 300);
-      assert.deepEqual(await raw.keys(`${prefix}rate_limit:${key}*`), []);
+      assert.deepEqual(await raw.keys(`${prefix}rate_limit:{${key}}*`), []);
     });
   });
 }
@@ -208,9 +208,9 @@ describe('window boundaries', () => {
     const key = fresh();
     const o = { limit: 100_000, windowSeconds: 3600 };
     await Promise.all(Array.from({ length: 3000 }, () => limiter.consume(key, o)));
-    const stored = await raw.get(`${prefix}rate_limit:${key}:counter`);
+    const stored = await raw.get(`${prefix}rate_limit:{${key}}:counter`);
     assert.match(String(stored), /^\d+ 3000 0$/);
-    const bytes = (await raw.command('MEMORY', ['USAGE', `${prefix}rate_limit:${key}:counter`])) as number;
+    const bytes = (await raw.command('MEMORY', ['USAGE', `${prefix}rate_limit:{${key}}:counter`])) as number;
     assert.ok(bytes < 200, `${bytes} bytes`);
   });
 
@@ -240,7 +240,7 @@ describe('window boundaries', () => {
     await Promise.all(
       Array.from({ length: 300 }, () => limiter.consume(key, { limit: 20, windowSeconds: 60, algorithm: 'sliding-window' })),
     );
-    assert.equal(await raw.command('ZCARD', [`${prefix}rate_limit:${key}:sliding`]), 20);
+    assert.equal(await raw.command('ZCARD', [`${prefix}rate_limit:{${key}}:sliding`]), 20);
   });
 
   it('token bucket: refills at limit per window', async () => {

@@ -36,7 +36,7 @@ describe('sessions', () => {
 
   it('the default ttl is one day', async () => {
     await sessions.createSession('s-default', { a: 1 });
-    const ttl = (await raw.command('PTTL', [`${prefix}session:s-default`])) as number;
+    const ttl = (await raw.command('PTTL', [`${prefix}session:{s-default}`])) as number;
     assert.ok(ttl > 86_390_000 && ttl <= 86_400_000, String(ttl));
   });
 
@@ -92,7 +92,7 @@ describe('updateSession', () => {
     await sessions.createSession('s-upd', { a: 1, b: 2 }, 60);
     assert.equal(await sessions.updateSession('s-upd', { b: 3, c: [4] }), true);
     assert.deepEqual(await sessions.getSession('s-upd'), { a: 1, b: 3, c: [4] });
-    const ttl = (await raw.command('PTTL', [`${prefix}session:s-upd`])) as number;
+    const ttl = (await raw.command('PTTL', [`${prefix}session:{s-upd}`])) as number;
     assert.ok(ttl > 50_000);
     assert.equal(await sessions.updateSession('missing', { a: 1 }), false);
     assert.equal(await sessions.getSession('missing'), null);
@@ -156,7 +156,7 @@ describe('multi-device', () => {
 
   it('expired sessions never show up, and the index does not grow', async () => {
     for (let i = 0; i < 30; i++) await sessions.createSession(`s-short-${i}`, { userId: 'u-grow' }, 0.1);
-    const indexKey = `${prefix}session-user:u-grow`;
+    const indexKey = `${prefix}session-user:{u-grow}`;
     await sleep(200);
     assert.deepEqual(await sessions.listUserSessions('u-grow'), []);
     assert.equal(await raw.command('ZCARD', [indexKey]), 0);
@@ -168,7 +168,7 @@ describe('multi-device', () => {
     const svc = new SessionService(client);
     await svc.createSession('s-idx-ttl', { userId: 'u-idx-ttl' }, 0.2);
     await sleep(300);
-    assert.equal(await raw.exists(`${prefix}session-user:u-idx-ttl`), false);
+    assert.equal(await raw.exists(`${prefix}session-user:{u-idx-ttl}`), false);
   });
 
   it('maxSessionsPerUser evicts the least recently active session', async () => {
@@ -295,6 +295,67 @@ describe('online status', () => {
     await sessions.createSession('s-last', { userId: 'u-last' }, 60);
     await sessions.destroySession('s-last');
     assert.equal(await sessions.isUserOnline('u-last'), false);
+  });
+});
+
+describe('cluster-ready keys', () => {
+  it("a session's keys carry its id as hash tag, a user's keys the user id", async () => {
+    await sessions.createSession('s-tag', { userId: 'u-tag' }, 60);
+    assert.equal(await raw.exists(`${prefix}session:{s-tag}`), true);
+    assert.equal(await raw.exists(`${prefix}session-user:{u-tag}`), true);
+    assert.equal(await raw.exists(`${prefix}session-user:{u-tag}:meta`), true);
+  });
+
+  it('ids that could break a hash tag work like any other', async () => {
+    for (const [id, user] of [
+      ['}s', '}u'],
+      ['a}b', 'c}d'],
+      ['{s}', '{u}'],
+    ]) {
+      await sessions.createSession(id, { userId: user, n: 1 }, 60);
+      assert.deepEqual(await sessions.getSession(id), { userId: user, n: 1 });
+      assert.equal(await sessions.touchSession(id), true);
+      assert.deepEqual(
+        (await sessions.listUserSessions(user)).map((s) => s.sessionId),
+        [id],
+      );
+      assert.equal(await sessions.isUserOnline(user), true);
+      await sessions.destroySession(id);
+      assert.deepEqual(await sessions.listUserSessions(user), []);
+      assert.equal(await sessions.isUserOnline(user), false);
+    }
+  });
+
+  it('listUserSessions drops ids whose session is gone, and the index forgets them', async () => {
+    await sessions.createSession('s-gone-1', { userId: 'u-gone' }, 60);
+    await sessions.createSession('s-gone-2', { userId: 'u-gone' }, 60);
+    await raw.del(`${prefix}session:{s-gone-1}`); // as if an earlier call stopped half-way
+    assert.deepEqual(
+      (await sessions.listUserSessions('u-gone')).map((s) => s.sessionId),
+      ['s-gone-2'],
+    );
+    assert.equal(await raw.command('ZCARD', [`${prefix}session-user:{u-gone}`]), 1);
+  });
+
+  it('re-creating a session for another user moves it to that user', async () => {
+    await sessions.createSession('s-switch', { userId: 'u-switch-a' }, 60);
+    await sessions.createSession('s-switch', { userId: 'u-switch-b' }, 60);
+    assert.deepEqual(await sessions.listUserSessions('u-switch-a'), []);
+    assert.deepEqual(
+      (await sessions.listUserSessions('u-switch-b')).map((s) => s.sessionId),
+      ['s-switch'],
+    );
+  });
+
+  it('getOnlineUsers finds users of every shard, least recently active first', async () => {
+    const users = Array.from({ length: 40 }, (_, i) => `u-shard-${i}`);
+    for (const [i, user] of users.entries()) await sessions.createSession(`s-shard-${i}`, { userId: user }, 60);
+    const online = (await sessions.getOnlineUsers()).filter((u) => u.startsWith('u-shard-'));
+    assert.deepEqual(online, users);
+  });
+
+  it('a tokenNamespace cannot hold a hash tag', () => {
+    assert.throws(() => new SessionService(client, { tokenNamespace: 'a{b' }), { code: 'ERR_INVALID_ARGUMENT' });
   });
 });
 

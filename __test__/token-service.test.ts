@@ -156,6 +156,40 @@ describe('rotateRefreshToken', () => {
   });
 });
 
+describe('cluster-ready keys', () => {
+  it('user ids that could break a hash tag work like any other', async () => {
+    for (const user of ['}x', 'a}b', '{a}', '\\', '{}']) {
+      const family = await tokens.storeRefreshToken(user, `rt-${user}-1`, 60);
+      assert.equal(await tokens.rotateRefreshToken(user, `rt-${user}-1`, `rt-${user}-2`, 60), 'rotated');
+      await tokens.storeRefreshToken(user, `rt-${user}-other`, 60);
+      assert.equal(await tokens.rotateRefreshToken(user, `rt-${user}-1`, `rt-${user}-3`, 60), 'reused');
+      assert.equal(await tokens.isRefreshTokenValid(user, `rt-${user}-2`), false, user);
+      assert.equal(await tokens.revokeTokenFamily(user, family), 0);
+      assert.equal(await tokens.revokeAllRefreshTokens(user), 1, user);
+    }
+  });
+
+  it("every key of a user carries the user's hash tag", async () => {
+    await tokens.storeRefreshToken('u-tag', 'rt-tag-1', 60);
+    await tokens.rotateRefreshToken('u-tag', 'rt-tag-1', 'rt-tag-2', 60);
+    const keys = (await raw.keys(`${prefix}token:*`)).filter((k) => k.includes('u-tag'));
+    assert.equal(keys.length, 3);
+    for (const k of keys) assert.match(k, /^[^{]*:\{u-tag\}/);
+  });
+
+  it('revoking every token of a user with many tokens revokes them all', async () => {
+    await Promise.all(Array.from({ length: 300 }, (_, i) => tokens.storeRefreshToken('u-many', `rt-many-${i}`, 60)));
+    assert.equal(await tokens.revokeAllRefreshTokens('u-many'), 300);
+    assert.equal(await tokens.isRefreshTokenValid('u-many', 'rt-many-7'), false);
+  });
+
+  it('a namespace cannot hold a hash tag', () => {
+    for (const namespace of ['a{b', 'a}b', '{auth}']) {
+      assert.throws(() => new TokenService(client, { namespace }), { code: 'ERR_INVALID_ARGUMENT' });
+    }
+  });
+});
+
 describe('blacklist', () => {
   it('a blacklisted token stays blacklisted for its ttl, then is forgotten', async () => {
     await tokens.blacklistToken('access-1', 0.3);

@@ -16,6 +16,70 @@ pub fn strip<'a>(prefix: &str, key: &'a str) -> &'a str {
   key.strip_prefix(prefix).unwrap_or(key)
 }
 
+/// Slots of a Redis Cluster.
+pub const SLOTS: u16 = 16384;
+
+/// CRC16-XMODEM (polynomial 0x1021, initial value 0): what Redis Cluster hashes keys with.
+pub fn crc16(bytes: &[u8]) -> u16 {
+  let mut crc: u16 = 0;
+  for &b in bytes {
+    crc ^= (b as u16) << 8;
+    for _ in 0..8 {
+      crc = if crc & 0x8000 != 0 {
+        (crc << 1) ^ 0x1021
+      } else {
+        crc << 1
+      };
+    }
+  }
+  crc
+}
+
+/// The Redis Cluster slot of `key`: the slot of its hash tag (the text between its first
+/// `{` and the first `}` after it, when that text is not empty), else of the whole key.
+pub fn hash_slot(key: &[u8]) -> u16 {
+  let hashed = key
+    .iter()
+    .position(|&b| b == b'{')
+    .and_then(|open| {
+      let rest = &key[open + 1..];
+      match rest.iter().position(|&b| b == b'}') {
+        Some(len) if len > 0 => Some(&rest[..len]),
+        _ => None,
+      }
+    })
+    .unwrap_or(key);
+  crc16(hashed) % SLOTS
+}
+
+/// `text` as a hash tag, `{text}`: keys built with the same tag share a Redis Cluster slot,
+/// so one script may touch them all. A text starting with `}` would make an empty tag
+/// (Redis then hashes the whole key), so it gets a `\` in front, and so does a text
+/// starting with `\`, so that two texts never give the same tag.
+pub fn tag(text: &str) -> String {
+  let mut s = String::with_capacity(text.len() + 3);
+  s.push('{');
+  if text.starts_with(['}', '\\']) {
+    s.push('\\');
+  }
+  s.push_str(text);
+  s.push('}');
+  s
+}
+
+/// When `keys` (each behind `prefix`) are not all in one cluster slot: two keys whose
+/// slots differ. The prefix is left out: what is checked is this package's layout of the
+/// keys, whatever prefix the client has (whether a prefix may hold a `{` is decided
+/// where the client is configured).
+pub fn slots_differ<'a, K: AsRef<str>>(prefix: &str, keys: &'a [K]) -> Option<(&'a str, &'a str)> {
+  let mut keys = keys.iter().map(|k| k.as_ref());
+  let first = keys.next()?;
+  let slot = hash_slot(strip(prefix, first).as_bytes());
+  keys
+    .find(|k| hash_slot(strip(prefix, k).as_bytes()) != slot)
+    .map(|other| (first, other))
+}
+
 /// Escapes the glob characters of MATCH patterns (`*`, `?`, `[`, `]`, `\`).
 pub fn escape_glob(s: &str) -> String {
   let mut out = String::with_capacity(s.len());
@@ -203,6 +267,60 @@ mod tests {
       entry("ping", &[], 0, 0, 0),
       entry("zunionstore", &["write", "movablekeys"], 1, 1, 1),
     ]))
+  }
+
+  #[test]
+  fn crc16_is_xmodem_as_the_cluster_spec_gives_it() {
+    assert_eq!(crc16(b"123456789"), 0x31C3);
+  }
+
+  #[test]
+  fn slots_follow_the_hash_tag_rules_of_the_cluster_spec() {
+    // values of CLUSTER KEYSLOT (redis-server 7.0)
+    assert_eq!(hash_slot(b"somekey"), 11058);
+    assert_eq!(hash_slot(b"foo{hash_tag}"), 2515);
+    assert_eq!(hash_slot(b"foo{}{bar}"), 8363);
+    assert_eq!(hash_slot(b"foo{{bar}}zap"), 4015);
+    assert_eq!(hash_slot(b"session:{\\}x}"), 7033);
+    assert_eq!(hash_slot(b"123456789"), 12739);
+    assert_eq!(hash_slot(b"foo{hash_tag}"), hash_slot(b"hash_tag"));
+    assert_eq!(
+      hash_slot(b"{user1000}.following"),
+      hash_slot(b"{user1000}.followers")
+    );
+    // the first { and the first } after it
+    assert_eq!(hash_slot(b"foo{{bar}}zap"), hash_slot(b"{bar"));
+    assert_eq!(hash_slot(b"foo{bar}{zap}"), hash_slot(b"bar"));
+    // an empty tag, or none closed: the whole key
+    assert_eq!(hash_slot(b"foo{}{bar}"), crc16(b"foo{}{bar}") % SLOTS);
+    assert_eq!(hash_slot(b"foo{bar"), crc16(b"foo{bar") % SLOTS);
+  }
+
+  #[test]
+  fn a_tag_is_never_empty_and_never_shared_by_two_texts() {
+    assert_eq!(tag("u1"), "{u1}");
+    assert_eq!(tag("}x"), "{\\}x}");
+    assert_eq!(tag("\\}x"), "{\\\\}x}");
+    assert_ne!(tag("}x"), tag("\\}x"));
+    for text in ["u1", "}x", "\\}x", "a}b", "{a}", "{", "}", "\\"] {
+      let t = tag(text);
+      let a = format!("session:{t}");
+      let b = format!("session-user:{t}:meta");
+      assert_eq!(hash_slot(a.as_bytes()), hash_slot(b.as_bytes()), "{text}");
+      let inner = &t[1..t.find('}').unwrap_or(t.len())];
+      assert!(!inner.is_empty(), "{text}");
+    }
+  }
+
+  #[test]
+  fn slots_are_compared_without_the_prefix() {
+    let same = ["app:{u1}:a", "app:{u1}:b"];
+    assert_eq!(slots_differ("app:", &same), None);
+    let apart = ["app:a", "app:b"];
+    assert_eq!(slots_differ("app:", &apart), Some(("app:a", "app:b")));
+    assert_eq!(slots_differ::<&str>("", &[]), None);
+    // a prefix with a tag of its own does not hide a layout that would split
+    assert!(slots_differ("{t}:", &["{t}:x", "{t}:y"]).is_some());
   }
 
   #[test]

@@ -5,6 +5,10 @@ import { startRedis, type PrivateRedis } from './local-redis';
 
 export { freePort, sleep, startRedis, type PrivateRedis, type ServerTls } from './local-redis';
 
+// Every script refuses to touch a key that is not in its KEYS, as Redis Cluster requires
+// (strict keys, see CONTRIBUTING.md): read by the addon when a script is first used.
+process.env.NESTJS_REDIS_NATIVE_STRICT_KEYS ??= '1';
+
 let shared: Promise<PrivateRedis> | undefined;
 let sharedCluster: Promise<LocalCluster> | undefined;
 

@@ -2,11 +2,20 @@
 //!
 //! Keys (after the client's prefix): `<namespace>:<key>` for an item (a hash: `v` its
 //! JSON value, or `f:<field>` per field of an object so `update` merges atomically;
-//! `i:<index>` the index values it is listed under), `<namespace>:~idx:<index>:<value>`
-//! for an index (a sorted set of keys by the item's expiry, pruned of expired items on
-//! every read and write, expiring with its longest-lived member).
+//! `i:<index>` the index values it is listed under; `ver` a random version each `set`
+//! writes), `<namespace>:~idx:<index>:<value>` for an index (a sorted set of entries
+//! `<key>\0<version>` by the item's expiry, pruned of expired items on every read and
+//! write, expiring with its longest-lived member).
+//!
+//! Every script touches one key, so items and indexes spread over a cluster's slots (no
+//! namespace-wide hash tag, no hot slot). An item and its index entries are written in two
+//! steps: the item first (its script returns what the entries must become), then each
+//! index. An entry names the version of the item it was written for, and is written only
+//! after that version was stored; so an entry whose item no longer has that version is
+//! dead for good, and reads skip it and remove it (reconciliation on read). Concurrent
+//! sets of one key each remove exactly the entries of the version they replaced.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -26,7 +35,7 @@ use crate::json::{self, JsonText};
 use crate::json_fields;
 use crate::keys;
 use crate::reply::int;
-use crate::script::{LuaScript, NO_KEYS};
+use crate::script::{LuaScript, NO_ARGS};
 
 macro_rules! script {
   ($name:ident, $file:literal) => {
@@ -44,6 +53,141 @@ script!(UPDATE, "update.lua");
 script!(SET_TTL, "set_ttl.lua");
 script!(INCREMENT, "increment.lua");
 script!(BY_INDEX, "by_index.lua");
+script!(INDEX, "index.lua");
+script!(READ, "read.lua");
+
+/// Hex digits of an item's version.
+const VERSION_LEN: usize = 16;
+
+/// A new item version: random, so two sets never write the same one.
+fn new_version() -> String {
+  format!("{:016x}", rand::random::<u64>())
+}
+
+/// An index entry: the item's short key, then `\0` and the version it was written for
+/// (none for entries written before versions existed).
+fn entry(short: &str, version: &[u8]) -> Vec<u8> {
+  let mut e = short.as_bytes().to_vec();
+  if !version.is_empty() {
+    e.push(0);
+    e.extend_from_slice(version);
+  }
+  e
+}
+
+/// An index entry's short key and version.
+fn parse_entry(e: &[u8]) -> (&[u8], &[u8]) {
+  let n = e.len();
+  if n > VERSION_LEN && e[n - VERSION_LEN - 1] == 0 {
+    (&e[..n - VERSION_LEN - 1], &e[n - VERSION_LEN..])
+  } else {
+    (e, b"")
+  }
+}
+
+fn bytes_of(v: &Value) -> &[u8] {
+  match v {
+    Value::BulkString(b) => b,
+    Value::SimpleString(s) => s.as_bytes(),
+    _ => b"",
+  }
+}
+
+/// The changes to make to indexes after an item step, by index key: script arguments of
+/// `index.lua` (`'+' entry score`, `'-' entry`, `'~' entry score`).
+#[derive(Default)]
+struct IndexOps(BTreeMap<String, Vec<Vec<u8>>>);
+
+impl IndexOps {
+  fn push(&mut self, index: String, op: &[&[u8]]) {
+    self
+      .0
+      .entry(index)
+      .or_default()
+      .extend(op.iter().map(|a| a.to_vec()));
+  }
+
+  /// From an item step's reply `[.., version, name, value, ...]` (from `at`): `op` on the
+  /// entry of each index value the item was listed under.
+  fn for_listed(
+    &mut self,
+    index_base: &str,
+    short: &str,
+    reply: &[Value],
+    at: usize,
+    op: &[u8],
+    score: Option<&[u8]>,
+  ) {
+    let Some(version) = reply.get(at) else {
+      return;
+    };
+    let e = entry(short, bytes_of(version));
+    for pair in reply[at + 1..].chunks(2) {
+      let [name, value] = pair else { continue };
+      let index = index_key(
+        index_base,
+        &String::from_utf8_lossy(bytes_of(name)),
+        &String::from_utf8_lossy(bytes_of(value)),
+      );
+      match score {
+        Some(s) => self.push(index, &[op, &e, s]),
+        None => self.push(index, &[op, &e]),
+      }
+    }
+  }
+
+  /// Runs the changes, one script per index (concurrently).
+  async fn apply(self, conn: &Connection) -> RnResult<()> {
+    futures_util::future::try_join_all(
+      self
+        .0
+        .iter()
+        .map(|(index, args)| async move { INDEX.run(conn, &[index], args).await }),
+    )
+    .await
+    .map(|_| ())
+  }
+}
+
+/// The key of index `name` = `value`, `index_base` being the namespace's `<ns>:~idx:`.
+fn index_key(index_base: &str, name: &str, value: &str) -> String {
+  format!("{index_base}{name}:{value}")
+}
+
+/// One item to store (`set`, `mset`): `set.lua`'s arguments, and its index values.
+struct Store {
+  item: String,
+  short: String,
+  version: String,
+  argv: Vec<Vec<u8>>,
+  indexes: Vec<(String, String)>,
+}
+
+impl Store {
+  /// The item step, then its index entries: the new version's added, the replaced
+  /// version's removed.
+  async fn run(self, conn: &Connection, index_base: &str) -> RnResult<()> {
+    let reply = items_of(SET.run(conn, &[&self.item], &self.argv).await?, "set")?;
+    let expiry = bytes_of(&reply[0]).to_vec();
+    let mut ops = IndexOps::default();
+    ops.for_listed(index_base, &self.short, &reply, 1, b"-", None);
+    let e = entry(&self.short, self.version.as_bytes());
+    for (name, value) in &self.indexes {
+      ops.push(index_key(index_base, name, value), &[b"+", &e, &expiry]);
+    }
+    ops.apply(conn).await
+  }
+}
+
+/// The array reply of an item step.
+fn items_of(reply: Value, what: &str) -> RnResult<Vec<Value>> {
+  match reply {
+    Value::Array(items) if !items.is_empty() => Ok(items),
+    other => Err(RnError::internal(format!(
+      "unexpected reply from {what}: {other:?}"
+    ))),
+  }
+}
 
 /// Options of `cache.namespace(name, options)`.
 #[allow(dead_code)] // read from JS as JSON; this struct declares its TypeScript type
@@ -213,22 +357,31 @@ impl CacheNamespace {
     Ok(key)
   }
 
-  /// `set.lua`'s arguments for one item.
-  fn item_args(
+  /// An item to store: `ttl` (ms, '' for none), its fields, its index values.
+  fn store(
     &self,
-    out: &mut Vec<Vec<u8>>,
     key: &str,
+    ttl: Option<Duration>,
     fields: Vec<Vec<u8>>,
-    indexes: &[(String, String)],
-  ) {
-    out.push(self.item_key(key).into_bytes());
-    out.push(key.as_bytes().to_vec());
-    out.push((fields.len() / 2).to_string().into_bytes());
-    out.extend(fields);
-    out.push(indexes.len().to_string().into_bytes());
-    for (n, v) in indexes {
-      out.push(n.as_bytes().to_vec());
-      out.push(v.as_bytes().to_vec());
+    indexes: Vec<(String, String)>,
+  ) -> Store {
+    let version = new_version();
+    let mut argv = vec![
+      ttl.map(args::millis).unwrap_or_default().into_bytes(),
+      version.clone().into_bytes(),
+      (fields.len() / 2).to_string().into_bytes(),
+    ];
+    argv.extend(fields);
+    for (n, v) in &indexes {
+      argv.push(n.as_bytes().to_vec());
+      argv.push(v.as_bytes().to_vec());
+    }
+    Store {
+      item: self.item_key(key),
+      short: key.to_string(),
+      version,
+      argv,
+      indexes,
     }
   }
 }
@@ -261,16 +414,12 @@ impl CacheNamespace {
       let ttl = args::option_seconds(&map, "ttl")?.or(self.default_ttl);
       let indexes = index_pairs(&map)?;
       let fields = item_fields(env, &value)?;
-      let mut argv = vec![
-        ttl.map(args::millis).unwrap_or_default().into_bytes(),
-        self.index_base().into_bytes(),
-      ];
-      self.item_args(&mut argv, &key, fields, &indexes);
-      Ok(argv)
+      Ok(self.store(&key, ttl, fields, indexes))
     })();
     let conn = self.conn.clone();
-    complete_with(env, self.conn.traces(), parsed, move |argv| async move {
-      SET.run(&conn, NO_KEYS, &argv).await.map(|_| true)
+    let base = self.index_base();
+    complete_with(env, self.conn.traces(), parsed, move |item| async move {
+      item.run(&conn, &base).await.map(|_| true)
     })
   }
 
@@ -315,13 +464,11 @@ impl CacheNamespace {
       self.conn.traces(),
       parsed,
       move |(item, short, base)| async move {
-        Ok(
-          int(
-            DELETE
-              .run(&conn, &[&item], &[short.as_bytes(), base.as_bytes()])
-              .await?,
-          )? == 1,
-        )
+        let reply = items_of(DELETE.run(&conn, &[&item], NO_ARGS).await?, "delete")?;
+        let mut ops = IndexOps::default();
+        ops.for_listed(&base, &short, &reply, 1, b"-", None);
+        ops.apply(&conn).await?;
+        Ok(matches!(reply[0], Value::Int(1)))
       },
     )
   }
@@ -356,23 +503,30 @@ impl CacheNamespace {
       let ttl = args::option_seconds(&map, "ttl")?;
       let fields =
         json_fields::field_args("f:", json_fields::object_fields(env, &partial, "partial")?);
-      let mut argv = vec![
-        key.clone().into_bytes(),
-        self.index_base().into_bytes(),
-        ttl.map(args::millis).unwrap_or_default().into_bytes(),
-      ];
+      let mut argv = vec![ttl.map(args::millis).unwrap_or_default().into_bytes()];
       argv.extend(fields);
-      Ok((self.item_key(&key), argv))
+      Ok((self.item_key(&key), key, argv))
     })();
     let conn = self.conn.clone();
+    let base = self.index_base();
     complete_with(
       env,
       self.conn.traces(),
       parsed,
-      move |(item, argv)| async move {
-        match int(UPDATE.run(&conn, &[&item], &argv).await?)? {
-          -1 => Err(RnError::invalid("update needs an object value at this key")),
-          n => Ok(n == 1),
+      move |(item, short, argv)| async move {
+        let reply = items_of(UPDATE.run(&conn, &[&item], &argv).await?, "update")?;
+        match reply[0] {
+          Value::Int(-1) => Err(RnError::invalid("update needs an object value at this key")),
+          Value::Int(1) => {
+            // a new ttl: the index entries get the new expiry
+            if let Some(expiry) = reply.get(1).map(|e| bytes_of(e).to_vec()) {
+              let mut ops = IndexOps::default();
+              ops.for_listed(&base, &short, &reply, 2, b"~", Some(&expiry[..]));
+              ops.apply(&conn).await?;
+            }
+            Ok(true)
+          }
+          _ => Ok(false),
         }
       },
     )
@@ -409,17 +563,28 @@ impl CacheNamespace {
     let parsed = (|| {
       let key = Self::key(&key)?;
       let ttl = args::required_ttl(&ttl, "ttl")?;
-      Ok((
-        self.item_key(&key),
-        [key, self.index_base(), args::millis(ttl)],
-      ))
+      Ok((self.item_key(&key), key, args::millis(ttl)))
     })();
     let conn = self.conn.clone();
+    let base = self.index_base();
     complete_with(
       env,
       self.conn.traces(),
       parsed,
-      move |(item, argv)| async move { Ok(int(SET_TTL.run(&conn, &[&item], &argv).await?)? == 1) },
+      move |(item, short, ms)| async move {
+        let reply = items_of(SET_TTL.run(&conn, &[&item], &[&ms]).await?, "setTtl")?;
+        if !matches!(reply[0], Value::Int(1)) {
+          return Ok(false);
+        }
+        let expiry = reply
+          .get(1)
+          .map(|e| bytes_of(e).to_vec())
+          .unwrap_or_default();
+        let mut ops = IndexOps::default();
+        ops.for_listed(&base, &short, &reply, 2, b"~", Some(&expiry[..]));
+        ops.apply(&conn).await?;
+        Ok(true)
+      },
     )
   }
 
@@ -453,6 +618,10 @@ impl CacheNamespace {
     self.by_index(env, name, value, false)
   }
 
+  /// Reads an index, then checks each entry against its item (concurrently): an entry
+  /// stands while its item has the version it names and is listed under this value.
+  /// Entries that no longer stand are removed (they never stand again: a version is
+  /// never written twice).
   fn by_index<'env>(
     &self,
     env: &'env Env,
@@ -463,46 +632,65 @@ impl CacheNamespace {
     let parsed = (|| {
       let name = args::key(&name, "name")?;
       let value = args::key(&value, "value")?;
-      Ok((
-        format!("{}{name}:{value}", self.index_base()),
-        self.item_key(""),
-      ))
+      Ok((index_key(&self.index_base(), &name, &value), name, value))
     })();
     let conn = self.conn.clone();
+    let item_base = self.item_key("");
     complete_with(
       env,
       self.conn.traces(),
       parsed,
-      move |(index, base)| async move {
-        let flag: &[u8] = if values { b"1" } else { b"0" };
-        let Value::Array(reply) = BY_INDEX
-          .run(&conn, &[&index], &[base.as_bytes(), flag])
-          .await?
-        else {
+      move |(index, name, value)| async move {
+        let Value::Array(entries) = BY_INDEX.run(&conn, &[&index], NO_ARGS).await? else {
           return Err(RnError::internal("unexpected reply"));
         };
+        let flag: &[u8] = if values { b"1" } else { b"0" };
+        let listed = format!("i:{name}");
+        let reads = futures_util::future::try_join_all(entries.iter().map(|e| {
+          let (short, _) = parse_entry(bytes_of(e));
+          let item = format!("{item_base}{}", String::from_utf8_lossy(short));
+          let (conn, name) = (&conn, &name);
+          async move { READ.run(conn, &[&item], &[flag, name.as_bytes()]).await }
+        }))
+        .await?;
         let mut out = Vec::new();
-        let mut i = 0;
-        while i < reply.len() {
-          let short = match &reply[i] {
-            Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-            _ => String::new(),
+        let mut stale = IndexOps::default();
+        for (e, read) in entries.iter().zip(reads) {
+          let (short, version) = parse_entry(bytes_of(e));
+          let fields = match read {
+            Value::Array(fields) => fields,
+            _ => Vec::new(),
           };
-          i += 1;
-          if values {
-            let n = match reply.get(i) {
-              Some(Value::Int(n)) => *n as usize,
-              _ => 0,
+          let (item_version, item_value): (&[u8], &[u8]) = if values {
+            let field = |f: &[u8]| {
+              fields
+                .chunks(2)
+                .find(|p| bytes_of(&p[0]) == f)
+                .and_then(|p| p.get(1))
+                .map(bytes_of)
+                .unwrap_or(b"")
             };
-            i += 1;
-            if let Some(JsonText(text)) = item_json(&reply[i..(i + n).min(reply.len())]) {
+            (field(b"ver"), field(listed.as_bytes()))
+          } else {
+            (
+              fields.first().map(bytes_of).unwrap_or(b""),
+              fields.get(1).map(bytes_of).unwrap_or(b""),
+            )
+          };
+          if fields.is_empty() || item_version != version || item_value != value.as_bytes() {
+            stale.push(index.clone(), &[b"-", bytes_of(e)]);
+            continue;
+          }
+          let short = String::from_utf8_lossy(short);
+          if values {
+            if let Some(JsonText(text)) = item_json(&fields) {
               out.push(text);
             }
-            i += n;
           } else {
             out.push(serde_json::to_string(&short).unwrap_or_default());
           }
         }
+        stale.apply(&conn).await?;
         Ok(JsonText(format!("[{}]", out.join(","))))
       },
     )
@@ -595,8 +783,10 @@ impl CacheNamespace {
     })
   }
 
-  /// Stores several values at once (atomically), each for `ttl` seconds (default the
-  /// namespace's `defaultTtl`).
+  /// Stores several values at once, each for `ttl` seconds (default the namespace's
+  /// `defaultTtl`). Each item is replaced atomically, as by `set`; the items are written
+  /// side by side (in one round trip), not as one atomic step, so they can live on
+  /// different Redis Cluster nodes.
   #[napi(
     ts_args_type = "entries: Record<string, unknown>, ttl?: number",
     ts_return_type = "Promise<void>"
@@ -610,10 +800,7 @@ impl CacheNamespace {
     let parsed = (|| {
       let ttl = args::ttl(ttl.as_ref(), "ttl")?.or(self.default_ttl);
       let fields = json_fields::object_fields(env, &entries, "entries")?;
-      let mut argv = vec![
-        ttl.map(args::millis).unwrap_or_default().into_bytes(),
-        self.index_base().into_bytes(),
-      ];
+      let mut items = Vec::with_capacity(fields.len());
       for (key, raw) in fields {
         if key.is_empty() || key.starts_with("~idx:") {
           return Err(RnError::invalid(format!(
@@ -630,16 +817,16 @@ impl CacheNamespace {
           }
           _ => vec![b"v".to_vec(), raw.get().as_bytes().to_vec()],
         };
-        self.item_args(&mut argv, &key, item, &[]);
+        items.push(self.store(&key, ttl, item, Vec::new()));
       }
-      Ok(argv)
+      Ok(items)
     })();
     let conn = self.conn.clone();
-    complete_with(env, self.conn.traces(), parsed, move |argv| async move {
-      if argv.len() <= 2 {
-        return Ok(());
-      }
-      SET.run(&conn, NO_KEYS, &argv).await.map(|_| ())
+    let base = self.index_base();
+    complete_with(env, self.conn.traces(), parsed, move |items| async move {
+      futures_util::future::try_join_all(items.into_iter().map(|item| item.run(&conn, &base)))
+        .await
+        .map(|_| ())
     })
   }
 
@@ -710,5 +897,56 @@ impl CacheNamespace {
         0.0
       },
     }
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn an_entry_names_its_key_and_version_whatever_the_key_holds() {
+    for short in ["k", "a\0b", "with:colons", "0123456789abcdef0", "x\0"] {
+      let version = new_version();
+      assert_eq!(version.len(), VERSION_LEN);
+      let e = entry(short, version.as_bytes());
+      assert_eq!(parse_entry(&e), (short.as_bytes(), version.as_bytes()));
+    }
+    // entries written before versions existed: the key alone
+    assert_eq!(parse_entry(b"legacy"), (&b"legacy"[..], &b""[..]));
+    assert_eq!(entry("legacy", b""), b"legacy".to_vec());
+  }
+
+  #[test]
+  fn entries_sort_by_key_as_keys_alone_did() {
+    let mut entries = [
+      entry("a1", b"0000000000000000"),
+      entry("a", b"ffffffffffffffff"),
+      entry("b", b"0000000000000000"),
+    ];
+    entries.sort();
+    let keys: Vec<&[u8]> = entries.iter().map(|e| parse_entry(e).0).collect();
+    assert_eq!(keys, [&b"a"[..], b"a1", b"b"]);
+  }
+
+  #[test]
+  fn index_changes_are_grouped_by_index() {
+    let mut ops = IndexOps::default();
+    let reply = [
+      Value::BulkString(b"inf".to_vec()),
+      Value::BulkString(b"0123456789abcdef".to_vec()),
+      Value::BulkString(b"team".to_vec()),
+      Value::BulkString(b"core".to_vec()),
+    ];
+    ops.for_listed("c:~idx:", "k", &reply, 1, b"-", None);
+    ops.push(
+      "c:~idx:team:core".into(),
+      &[b"+", b"k\0fedcba9876543210", b"inf"],
+    );
+    assert_eq!(ops.0.len(), 1);
+    let args = &ops.0["c:~idx:team:core"];
+    assert_eq!(args[0], b"-");
+    assert_eq!(args[1], b"k\x000123456789abcdef");
+    assert_eq!(args[2], b"+");
   }
 }

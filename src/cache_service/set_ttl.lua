@@ -1,7 +1,12 @@
--- setTtl: a new expiry for the item and its index entries. KEYS[1] item; ARGV[1] short
--- key; ARGV[2] index base; ARGV[3] ttl ms. Returns 1, or 0 when the item does not exist.
-if redis.call('PEXPIRE', KEYS[1], ARGV[3]) == 0 then
-  return 0
+-- setTtl: a new expiry for the item; its index entries follow next (index.lua).
+-- KEYS[1] item; ARGV[1] ttl ms.
+-- Returns { 0 } when the item does not exist, else { 1, expiry, version, index name,
+-- value, ... }.
+if redis.call('PEXPIRE', KEYS[1], ARGV[1]) == 0 then
+  return { 0 }
 end
-reindex(KEYS[1], ARGV[1], ARGV[2], string.format('%d', now_ms() + tonumber(ARGV[3])))
-return 1
+local out = { 1, expiry(KEYS[1]) }
+for _, v in ipairs(listing(KEYS[1])) do
+  out[#out + 1] = v
+end
+return out

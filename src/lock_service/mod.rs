@@ -1,8 +1,10 @@
 //! `LockService`: distributed locks with owner tokens and fencing tokens.
 //!
-//! Keys (after the client's prefix): `lock:<resource>` (value: the owner's random token,
-//! expiring after the lock's ttl) and `lock-fence:<resource>` (the fencing counter; it
-//! never expires, so fencing tokens of a resource only ever grow).
+//! Keys (after the client's prefix): `lock:{<resource>}` (value: the owner's random token,
+//! expiring after the lock's ttl) and `lock-fence:{<resource>}` (the fencing counter; it
+//! never expires, so fencing tokens of a resource only ever grow). `{<resource>}` is a
+//! Redis Cluster hash tag: a resource's lock and counter share a slot, so taking the lock
+//! and the next fencing token is one atomic script on a cluster too.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -18,6 +20,7 @@ use crate::completion::complete_with;
 use crate::connection::Connection;
 use crate::error::{RnError, RnResult};
 use crate::js_helper;
+use crate::keys;
 use crate::reply::int;
 use crate::script::LuaScript;
 
@@ -107,6 +110,12 @@ fn ttl_millis(v: &Unknown) -> RnResult<u64> {
   Ok(n.ceil() as u64)
 }
 
+/// The lock and the fencing counter of `resource`, before the client's prefix.
+fn lock_names(resource: &str) -> [String; 2] {
+  let tag = keys::tag(resource);
+  [format!("lock:{tag}"), format!("lock-fence:{tag}")]
+}
+
 /// Distributed locks: owner-checked release and extend, fencing tokens.
 #[napi]
 pub struct LockService {
@@ -160,8 +169,7 @@ impl LockService {
   ) -> napi::Result<PromiseRaw<'env, Option<Lock>>> {
     let conn = self.conn.clone();
     complete_with(env, self.conn.traces(), parsed, move |a| async move {
-      let key = conn.key(&format!("lock:{}", a.resource));
-      let fence = conn.key(&format!("lock-fence:{}", a.resource));
+      let [key, fence] = lock_names(&a.resource).map(|k| conn.key(&k));
       let token = uuid::Uuid::new_v4().to_string();
       let ttl = a.ttl.to_string();
       for attempt in 0..=a.retries {
@@ -238,5 +246,20 @@ impl LockService {
     let helper = js_helper::function(env, include_str!("with_lock.js"))?;
     let out = js_helper::call(env, helper, &[acquired.raw(), f.raw(), resource.raw()])?;
     Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), out) })
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  #[test]
+  fn a_lock_and_its_fencing_counter_share_a_slot() {
+    for resource in ["report:42", "}x", "a}b", "{a}"] {
+      let names = super::lock_names(resource);
+      assert_eq!(crate::keys::slots_differ("", &names), None, "{names:?}");
+    }
+    assert_eq!(
+      super::lock_names("r"),
+      ["lock:{r}".to_string(), "lock-fence:{r}".to_string()]
+    );
   }
 }

@@ -3,10 +3,11 @@
 //! server's clock, so app instances with skewed clocks agree and N concurrent requests
 //! against a limit L let exactly L through.
 //!
-//! Keys (after the client's prefix): `rate_limit:<key>:counter`, `rate_limit:<key>`
-//! (fixed window, shared with `checkRateLimit`), `rate_limit:<key>:sliding`,
-//! `rate_limit:<key>:bucket`. Each expires on its own once the key stops receiving
-//! traffic.
+//! Keys (after the client's prefix): `rate_limit:{<key>}:counter`, `rate_limit:{<key>}`
+//! (fixed window, shared with `checkRateLimit`), `rate_limit:{<key>}:sliding`,
+//! `rate_limit:{<key>}:bucket`. Each expires on its own once the key stops receiving
+//! traffic. `{<key>}` is a Redis Cluster hash tag: the keys of one limited key share a
+//! slot, so `reset` deletes them in one command on a cluster too.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -22,7 +23,8 @@ use crate::completion::{complete_with, js_error};
 use crate::connection::Connection;
 use crate::error::{ErrorCode, RnError, RnResult};
 use crate::json::JsonText;
-use crate::script::LuaScript;
+use crate::keys;
+use crate::script::{self, LuaScript};
 
 static FIXED: LazyLock<LuaScript> = lua_script!("fixed.lua");
 static SLIDING: LazyLock<LuaScript> = lua_script!("sliding.lua");
@@ -271,12 +273,7 @@ impl RateLimitService {
   }
 
   fn key_of(conn: &Connection, key: &str, algorithm: Algorithm) -> String {
-    match algorithm {
-      Algorithm::Fixed => conn.key(&format!("rate_limit:{key}")),
-      Algorithm::Sliding => conn.key(&format!("rate_limit:{key}:sliding")),
-      Algorithm::Bucket => conn.key(&format!("rate_limit:{key}:bucket")),
-      Algorithm::Counter => conn.key(&format!("rate_limit:{key}:counter")),
-    }
+    conn.key(&state_name(key, algorithm))
   }
 
   fn script(algorithm: Algorithm) -> &'static LuaScript {
@@ -337,6 +334,24 @@ impl RateLimitService {
     Ok(Self::decide(&conn, &req, mode).await?.to_json(&req))
   }
 }
+
+/// The key of `key`'s state under `algorithm`, before the client's prefix.
+fn state_name(key: &str, algorithm: Algorithm) -> String {
+  let tag = keys::tag(key);
+  match algorithm {
+    Algorithm::Fixed => format!("rate_limit:{tag}"),
+    Algorithm::Sliding => format!("rate_limit:{tag}:sliding"),
+    Algorithm::Bucket => format!("rate_limit:{tag}:bucket"),
+    Algorithm::Counter => format!("rate_limit:{tag}:counter"),
+  }
+}
+
+const ALGORITHMS: [Algorithm; 4] = [
+  Algorithm::Counter,
+  Algorithm::Fixed,
+  Algorithm::Sliding,
+  Algorithm::Bucket,
+];
 
 #[derive(Clone, Copy)]
 enum Mode {
@@ -586,15 +601,10 @@ impl RateLimitService {
     let parsed = args::key(&key, "key");
     let conn = self.conn.clone();
     complete_with(env, self.conn.traces(), parsed, move |key| async move {
+      let names = ALGORITHMS.map(|a| Self::key_of(&conn, &key, a));
+      script::check_one_slot(&conn, &names, "RateLimitService reset")?;
       let mut cmd = redis::cmd("DEL");
-      for a in [
-        Algorithm::Counter,
-        Algorithm::Fixed,
-        Algorithm::Sliding,
-        Algorithm::Bucket,
-      ] {
-        cmd.arg(Self::key_of(&conn, &key, a));
-      }
+      cmd.arg(&names[..]);
       conn.exec(cmd).await.map(|_| ())
     })
   }
@@ -606,6 +616,19 @@ mod tests {
 
   fn reply(items: Vec<Value>) -> Value {
     Value::Array(items)
+  }
+
+  #[test]
+  fn the_keys_reset_deletes_together_share_a_slot() {
+    for key in ["user:42", "}x", "a}b", "{a}", "1.2.3.4"] {
+      let names = ALGORITHMS.map(|a| state_name(key, a));
+      assert_eq!(crate::keys::slots_differ("", &names), None, "{names:?}");
+    }
+    assert_eq!(state_name("ip", Algorithm::Fixed), "rate_limit:{ip}");
+    assert_eq!(
+      state_name("ip", Algorithm::Counter),
+      "rate_limit:{ip}:counter"
+    );
   }
 
   #[test]

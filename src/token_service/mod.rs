@@ -2,13 +2,17 @@
 //! token blacklist. Tokens are stored as SHA-256 hashes, never as text, so a dump of
 //! Redis leaks no live token.
 //!
-//! Keys (after the client's prefix; `{userId}` is a Redis Cluster hash tag, so a user's
-//! keys live on one slot):
-//! - `{ns}:refresh:{userId}:<hash>`: a live refresh token; value = its family id
-//! - `{ns}:refresh-index:{userId}`: sorted set of the user's token hashes by expiry (ms);
+//! Keys (after the client's prefix; `<ns>` is the namespace, `{userId}` a Redis Cluster
+//! hash tag, so a user's keys live in one slot and every script runs on that slot):
+//! - `<ns>:refresh:{userId}:<hash>`: a live refresh token; value = its family id
+//! - `<ns>:refresh-index:{userId}`: sorted set of the user's token hashes by expiry (ms);
 //!   expired entries are removed on every write, so it holds only live tokens
-//! - `{ns}:refresh-rotated:{userId}:<hash>`: a token already rotated; value = family id
-//! - `{ns}:blacklist:<hash>`: a blacklisted token
+//! - `<ns>:refresh-rotated:{userId}:<hash>`: a token already rotated; value = family id
+//! - `<ns>:blacklist:<hash>`: a blacklisted token
+//!
+//! The scripts that revoke several tokens (all of a user's, a family, a family on reuse)
+//! find the tokens in the index: they are given the tokens' keys too, found by an earlier
+//! run (`LuaScript::run_finding_keys`), so they touch only keys in their KEYS.
 
 use std::sync::LazyLock;
 
@@ -23,22 +27,30 @@ use crate::client::connection_of;
 use crate::completion::{complete_with, js_error};
 use crate::connection::Connection;
 use crate::error::{RnError, RnResult};
+use crate::keys;
 use crate::reply::int;
 use crate::script::LuaScript;
 
 static STORE: LazyLock<LuaScript> = lua_script!("store.lua");
-static ROTATE: LazyLock<LuaScript> = lua_script!("rotate.lua");
 static REVOKE: LazyLock<LuaScript> = lua_script!("revoke.lua");
-static REVOKE_FAMILY: LazyLock<LuaScript> = LazyLock::new(|| {
-  LuaScript::new(
-    concat!(module_path!(), "/revoke_family.lua"),
-    concat!(
-      include_str!("family.lua"),
-      include_str!("revoke_family.lua")
-    ),
-  )
-});
-static REVOKE_ALL: LazyLock<LuaScript> = lua_script!("revoke_all.lua");
+/// A script that finds the user's tokens in the index (with `family.lua`'s functions).
+macro_rules! script_with_tokens {
+  ($name:ident, $file:literal) => {
+    static $name: LazyLock<LuaScript> = LazyLock::new(|| {
+      LuaScript::new(
+        concat!(module_path!(), "/", $file),
+        concat!(
+          include_str!("../found_keys.lua"),
+          include_str!("family.lua"),
+          include_str!($file)
+        ),
+      )
+    });
+  };
+}
+script_with_tokens!(ROTATE, "rotate.lua");
+script_with_tokens!(REVOKE_FAMILY, "revoke_family.lua");
+script_with_tokens!(REVOKE_ALL, "revoke_all.lua");
 
 /// Options of `new TokenService(client, options)` (`tokens` in `RedisModule.forRoot`).
 #[allow(dead_code)] // read from JS as JSON; this struct declares its TypeScript type
@@ -88,23 +100,43 @@ fn user_token(user_id: &Unknown, token: &Unknown) -> RnResult<UserToken> {
   })
 }
 
+/// The key of a refresh token of `user` (its hash `hash`; without it, the start every
+/// token key of the user shares), before the client's prefix.
+pub(crate) fn token_name(ns: &str, user: &str, hash: &str) -> String {
+  format!("{ns}:refresh:{}:{hash}", keys::tag(user))
+}
+
+/// The key of `user`'s token index, before the client's prefix.
+pub(crate) fn index_name(ns: &str, user: &str) -> String {
+  format!("{ns}:refresh-index:{}", keys::tag(user))
+}
+
+fn rotated_name(ns: &str, user: &str, hash: &str) -> String {
+  format!("{ns}:refresh-rotated:{}:{hash}", keys::tag(user))
+}
+
+/// A namespace that holds the tokens of users: it comes before their hash tag, so it
+/// cannot contain `{` or `}` (Redis Cluster would read a hash tag in it).
+pub(crate) fn check_namespace(ns: &str, what: &str) -> RnResult<()> {
+  if ns.contains(['{', '}']) {
+    return Err(RnError::invalid(format!(
+      "{what} cannot contain `{{` or `}}` (got `{ns}`): Redis Cluster would read a hash tag in it"
+    )));
+  }
+  Ok(())
+}
+
 impl TokenService {
   fn token_key(&self, user: &str, hash: &str) -> String {
-    self
-      .conn
-      .key(&format!("{}:refresh:{{{user}}}:{hash}", self.ns))
+    self.conn.key(&token_name(&self.ns, user, hash))
   }
 
   fn index_key(&self, user: &str) -> String {
-    self
-      .conn
-      .key(&format!("{}:refresh-index:{{{user}}}", self.ns))
+    self.conn.key(&index_name(&self.ns, user))
   }
 
   fn rotated_key(&self, user: &str, hash: &str) -> String {
-    self
-      .conn
-      .key(&format!("{}:refresh-rotated:{{{user}}}:{hash}", self.ns))
+    self.conn.key(&rotated_name(&self.ns, user, hash))
   }
 
   fn blacklist_key(&self, token_hash: &str) -> String {
@@ -126,8 +158,11 @@ impl TokenService {
     let map = args::options_object(options.as_ref(), "TokenService options", &["namespace"])
       .map_err(|e| js_error(env, &e))?;
     let ns = args::option_string(&map, "namespace")
-      .map_err(|e| js_error(env, &e))?
-      .unwrap_or_else(|| "token".into());
+      .and_then(|ns| {
+        let ns = ns.unwrap_or_else(|| "token".into());
+        check_namespace(&ns, "option `namespace`").map(|_| ns)
+      })
+      .map_err(|e| js_error(env, &e))?;
     Ok(TokenService { conn, ns })
   }
 
@@ -194,11 +229,7 @@ impl TokenService {
     let parsed = (|| {
       let user = args::key(&user_id, "userId")?;
       let family = args::key(&family, "family")?;
-      Ok((
-        self.index_key(&user),
-        self.conn.key(&format!("{}:refresh:{{{user}}}:", self.ns)),
-        family,
-      ))
+      Ok((self.index_key(&user), self.token_key(&user, ""), family))
     })();
     let conn = self.conn.clone();
     complete_with(
@@ -208,7 +239,7 @@ impl TokenService {
       move |(index, base, family)| async move {
         int(
           REVOKE_FAMILY
-            .run(&conn, &[&index], &[base.as_bytes(), family.as_bytes()])
+            .run_finding_keys(&conn, &[index], &[base.as_bytes(), family.as_bytes()])
             .await?,
         )
       },
@@ -284,7 +315,11 @@ impl TokenService {
       self.conn.traces(),
       parsed,
       move |(index, base)| async move {
-        int(REVOKE_ALL.run(&conn, &[&index], &[base.as_bytes()]).await?)
+        int(
+          REVOKE_ALL
+            .run_finding_keys(&conn, &[index], &[base.as_bytes()])
+            .await?,
+        )
       },
     )
   }
@@ -333,7 +368,7 @@ impl TokenService {
       self.conn.traces(),
       parsed,
       move |(keys, argv)| async move {
-        match ROTATE.run(&conn, &keys, &argv).await? {
+        match ROTATE.run_finding_keys(&conn, &keys, &argv).await? {
           Value::BulkString(b) => Ok(String::from_utf8_lossy(&b).into_owned()),
           Value::SimpleString(s) => Ok(s),
           other => Err(RnError::internal(format!("unexpected reply {other:?}"))),
@@ -406,6 +441,39 @@ impl TokenService {
 #[cfg(test)]
 mod tests {
   use super::*;
+
+  /// Users whose ids are plain, or could break a naive hash tag.
+  const USERS: [&str; 6] = ["u1", "42", "}x", "a}b", "{a}", "\\"];
+
+  fn one_slot(keys: &[String]) {
+    assert_eq!(crate::keys::slots_differ("app:", keys), None, "{keys:?}");
+  }
+
+  #[test]
+  fn the_keys_of_each_script_share_a_slot() {
+    for user in USERS {
+      let ns = "token";
+      let hash = token_hash("t");
+      let other = token_hash("u");
+      // store, revoke
+      one_slot(&[token_name(ns, user, &hash), index_name(ns, user)]);
+      // rotate, and the tokens a reuse revokes
+      one_slot(&[
+        token_name(ns, user, &hash),
+        token_name(ns, user, &other),
+        index_name(ns, user),
+        rotated_name(ns, user, &hash),
+        token_name(ns, user, &token_hash("w")),
+      ]);
+    }
+  }
+
+  #[test]
+  fn a_namespace_with_a_brace_is_refused() {
+    assert!(check_namespace("token", "ns").is_ok());
+    assert!(check_namespace("a{b", "ns").is_err());
+    assert!(check_namespace("a}b", "ns").is_err());
+  }
 
   #[test]
   fn tokens_are_hashed_with_sha256_hex() {

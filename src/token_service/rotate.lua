@@ -1,6 +1,7 @@
 -- Refresh-token rotation with reuse detection (OAuth 2.0 BCP), atomically.
 -- KEYS[1] old token key; KEYS[2] new token key; KEYS[3] the user's index;
--- KEYS[4] the "already rotated" marker of the old token
+-- KEYS[4] the "already rotated" marker of the old token; KEYS[5..] the keys of the
+-- user's tokens, needed only to revoke a family on reuse (see found_keys.lua)
 -- ARGV[1] old hash; ARGV[2] new hash; ARGV[3] ttl of the new token, ms;
 -- ARGV[4] key of a token of this user without its hash (to revoke a family)
 local t = redis.call('TIME')
@@ -24,13 +25,11 @@ end
 local reused = redis.call('GET', KEYS[4])
 if reused then
   -- a rotated token came back: someone holds a copy. Revoke its whole family.
-  for _, hash in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
-    local key = ARGV[4] .. hash
-    if redis.call('GET', key) == reused then
-      redis.call('DEL', key)
-      redis.call('ZREM', KEYS[3], hash)
-    end
+  local needed = token_keys_needed(KEYS[3], ARGV[4], key_set(5))
+  if needed then
+    return need_keys(needed)
   end
+  revoke_family(KEYS[3], ARGV[4], reused)
   return 'reused'
 end
 return 'invalid'
