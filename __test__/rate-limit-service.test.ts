@@ -211,7 +211,7 @@ describe('window boundaries', () => {
     const stored = await raw.get(`${prefix}rate_limit:{${key}}:counter`);
     assert.match(String(stored), /^\d+ 3000 0$/);
     const bytes = (await raw.command('MEMORY', ['USAGE', `${prefix}rate_limit:{${key}}:counter`])) as number;
-    assert.ok(bytes < 200, `${bytes} bytes`);
+    assert.ok(bytes < 240, `${bytes} bytes`); // a cluster node adds its slot bookkeeping to every key
   });
 
   it('fixed window: the full limit is back right after the window ends', async () => {

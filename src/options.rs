@@ -559,6 +559,11 @@ fn from_object(map: &Map<String, Value>) -> RnResult<ClientConfig> {
   }
 
   let key_prefix = opt_string(map, "keyPrefix")?.unwrap_or_default();
+  if matches!(topology, Topology::Cluster { .. }) && key_prefix.contains(['{', '}']) {
+    return Err(RnError::invalid(
+      "option `keyPrefix` must not contain { or } on a Redis Cluster: the services put their own hash tags in their keys, and a brace in the prefix would change which slot each key lands in",
+    ));
+  }
   let connect_timeout =
     opt_millis(map, "connectTimeoutMs", false)?.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
   let command_timeout =
@@ -1446,6 +1451,7 @@ mod tests {
       json!({ "cluster": { "nodes": ["redis://h:1"] }, "nearCache": true }),
       json!({ "cluster": { "nodes": [7000] } }),
       json!({ "cluster": { "nodes": ["redis://h:1"], "other": 1 } }),
+      json!({ "cluster": { "nodes": ["redis://h:1"] }, "keyPrefix": "app{1}:" }),
       json!({ "cluster": { "nodes": ["redis://h:1"] }, "sentinel": { "nodes": ["redis://h:2"], "masterName": "m" } }),
     ] {
       let e = parse(bad.clone()).expect_err(&bad.to_string());
