@@ -354,6 +354,16 @@ describe('cluster-ready keys', () => {
     assert.deepEqual(online, users);
   });
 
+  it('an online shard expires once nobody in it is online', async () => {
+    await sessions.createSession('s-shard-ttl', { userId: 'u-shard-ttl' }, 60);
+    const shards = (await raw.keys(`${prefix}session-online:*`)) as string[];
+    assert.ok(shards.length > 0);
+    for (const shard of shards) {
+      const ttl = (await raw.command('PTTL', [shard])) as number;
+      assert.ok(ttl > 0 && ttl <= 500, `${shard}: ${ttl}`);
+    }
+  });
+
   it('a tokenNamespace cannot hold a hash tag', () => {
     assert.throws(() => new SessionService(client, { tokenNamespace: 'a{b' }), { code: 'ERR_INVALID_ARGUMENT' });
   });

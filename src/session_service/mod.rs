@@ -12,7 +12,8 @@
 //! - `session-user:{<userId>}:meta`: a hash, `s:<id>` = the version (and refresh-token
 //!   family) of each indexed session, `active` = the user's last activity (ms).
 //! - `session-online:{<n>}`, n = 0..15: the online users, sharded by user id (sorted
-//!   sets of user ids by last activity, ms), pruned to the online window on every write.
+//!   sets of user ids by last activity, ms), pruned to the online window on every write,
+//!   expiring once nobody in them is online.
 //!
 //! A session and its user's keys live in different slots, so a call is a few steps, each
 //! one atomic script on one slot: the session's, then the user's (index, meta hash and
