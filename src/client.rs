@@ -176,13 +176,25 @@ impl RedisClient {
         match nodes {
           Err(e) => down = Some(e),
           Ok(nodes) => {
+            // masters answer a PING; replicas (the client keeps no connection to them)
+            // are as the cluster sees them
             let checks = futures_util::future::join_all(nodes.iter().map(|n| {
               let conn = conn.clone();
               let target = Some((n.host.clone(), n.port));
+              let (master, failing, address) = (n.master, n.failing, n.address());
               async move {
+                if !master {
+                  return if failing {
+                    Err(RnError::connection(format!(
+                      "the cluster marks replica {address} as failing"
+                    )))
+                  } else {
+                    Ok(None)
+                  };
+                }
                 let t = std::time::Instant::now();
                 let r = conn.exec_at(&target, redis::cmd("PING")).await;
-                r.map(|_| t.elapsed().as_secs_f64() * 1000.0)
+                r.map(|_| Some(t.elapsed().as_secs_f64() * 1000.0))
               }
             }))
             .await;
@@ -194,9 +206,13 @@ impl RedisClient {
                   if n.master && n.has_slots && info_at.is_none() {
                     info_at = Some((n.host.clone(), n.port));
                   }
-                  list.push(serde_json::json!({
-                    "address": n.address(), "role": role, "status": "up", "latencyMs": ms,
-                  }));
+                  let mut node = serde_json::json!({
+                    "address": n.address(), "role": role, "status": "up",
+                  });
+                  if let Some(ms) = ms {
+                    node["latencyMs"] = serde_json::json!(ms);
+                  }
+                  list.push(node);
                 }
                 Err(e) => {
                   if n.master && n.has_slots && down.is_none() {

@@ -1,0 +1,221 @@
+// A Redis Cluster of its own (3 masters, 3 replicas on loopback): what only a cluster
+// shows — keys in several slots, commands Redis refuses across slots, every master
+// walked, per-node health — and a master killed under load. The service suites run on
+// a cluster too (npm run test:cluster).
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import {
+  CacheService,
+  LockService,
+  RateLimitService,
+  RedisClient,
+  RedisService,
+  SessionService,
+  TokenService,
+  isRedisError,
+} from 'nestjs-redis-native';
+import { keySlot, startCluster, type LocalCluster } from './support/cluster';
+import { sleep, uniquePrefix } from './support/redis-server';
+
+let cluster: LocalCluster;
+let client: RedisClient;
+let redis: RedisService;
+
+before(async () => {
+  cluster = await startCluster({ nodeTimeoutMs: 2000 });
+  client = await RedisClient.connect({ cluster: { nodes: [cluster.nodes[0]!] }, keyPrefix: uniquePrefix() });
+  redis = new RedisService(client);
+});
+
+after(async () => {
+  await client?.close();
+  await cluster?.stop();
+});
+
+/** `count` keys that land in `count` different slots. */
+function keysInDifferentSlots(count: number, stem = 'k'): string[] {
+  const keys: string[] = [];
+  const slots = new Set<number>();
+  for (let i = 0; keys.length < count; i++) {
+    const k = `${stem}${i}`;
+    if (!slots.has(keySlot(client.keyPrefix + k))) {
+      slots.add(keySlot(client.keyPrefix + k));
+      keys.push(k);
+    }
+  }
+  return keys;
+}
+
+describe('keys in several slots', () => {
+  it('mget, mset (with and without a ttl) and del work across slots, in the caller order', async () => {
+    const keys = keysInDifferentSlots(20);
+    await redis.mset(Object.fromEntries(keys.map((k, i) => [k, `v${i}`])));
+    assert.deepEqual(await redis.mget([...keys, 'missing']), [...keys.map((_, i) => `v${i}`), null]);
+    await redis.mset(Object.fromEntries(keys.map((k) => [k, 'ttl'])), 60);
+    for (const k of keys.slice(0, 3)) {
+      const ttl = await redis.ttl(k);
+      assert.ok(ttl !== null && ttl > 0 && ttl <= 60, String(ttl));
+    }
+    assert.equal(await redis.del(keys), keys.length);
+    assert.deepEqual(
+      await redis.mget(keys),
+      keys.map(() => null),
+    );
+  });
+
+  it('a pipeline over many slots answers in the caller order, a refused command in its place', async () => {
+    const [a, b, c] = keysInDifferentSlots(3, 'p');
+    const replies = await redis.pipeline([
+      ['SET', a!, '1'],
+      ['INCR', b!],
+      ['GET', a!],
+      ['HSET', c!, 'f', 'v'],
+      ['INCR', c!],
+      ['GET', b!],
+    ]);
+    assert.deepEqual(replies.slice(0, 4), ['OK', 1, '1', 1]);
+    assert.ok(isRedisError(replies[4]) && replies[4].code === 'ERR_REDIS_COMMAND');
+    assert.equal(replies[5], '1');
+  });
+
+  it('calls not awaited reach Redis in the order they were made, per key', async () => {
+    const lengths = await Promise.all(Array.from({ length: 1000 }, (_, i) => redis.command('RPUSH', ['order', i])));
+    assert.deepEqual(
+      lengths,
+      Array.from({ length: 1000 }, (_, i) => i + 1),
+    );
+  });
+
+  it('a raw multi-key command across slots is ERR_INVALID_ARGUMENT naming the command; with a hash tag it runs', async () => {
+    const [a, b] = keysInDifferentSlots(2, 's');
+    const e = await redis.command('SUNIONSTORE', ['dst', a!, b!]).catch((err: unknown) => err);
+    assert.ok(isRedisError(e) && e.code === 'ERR_INVALID_ARGUMENT', String(e));
+    assert.match((e as Error).message, /^SUNIONSTORE: its keys are in different cluster slots/);
+    await redis.command('SADD', ['{t}:a', 'x']);
+    await redis.command('SADD', ['{t}:b', 'y']);
+    assert.equal(await redis.command('SUNIONSTORE', ['{t}:dst', '{t}:a', '{t}:b']), 2);
+  });
+
+  it('keys() and deletePattern() see every master', async () => {
+    const keys = keysInDifferentSlots(30, 'walk:');
+    await redis.mset(Object.fromEntries(keys.map((k) => [k, '1'])));
+    const owners = new Set(await Promise.all(keys.map(async (k) => (await cluster.masterOf(client.keyPrefix + k)).port)));
+    assert.equal(owners.size, 3, 'the keys are spread over the three masters');
+    assert.deepEqual((await redis.keys('walk:*')).sort(), [...keys].sort());
+    assert.equal(await redis.deletePattern('walk:*'), keys.length);
+    assert.deepEqual(await redis.keys('walk:*'), []);
+  });
+});
+
+describe('a cluster connection', () => {
+  it('health() names the topology and every node: masters answer a PING, replicas are as the cluster sees them', async () => {
+    const h = await client.health();
+    assert.equal(h.status, 'up');
+    assert.equal(h.topology, 'cluster');
+    assert.equal(h.nodes?.length, 6);
+    assert.equal(h.nodes?.filter((n) => n.role === 'master').length, 3);
+    assert.ok(
+      h.nodes?.every((n) => n.status === 'up' && (n.role === 'replica' || typeof n.latencyMs === 'number')),
+      JSON.stringify(h.nodes),
+    );
+  });
+
+  it('nearCache, a db, a url beside the nodes, or a keyPrefix with braces is refused', async () => {
+    const nodes = [cluster.nodes[0]!];
+    for (const bad of [
+      { cluster: { nodes }, nearCache: true },
+      { cluster: { nodes }, db: 1 },
+      { cluster: { nodes }, url: cluster.nodes[1]! },
+      { cluster: { nodes }, keyPrefix: 'app{1}:' },
+      { cluster: { nodes: [] } },
+    ]) {
+      await assert.rejects(RedisClient.connect(bad as any), (e: unknown) => isRedisError(e) && e.code === 'ERR_INVALID_ARGUMENT');
+    }
+  });
+
+  it('a cluster where no node answers is ERR_REDIS_CONNECTION naming it', async () => {
+    const e = await RedisClient.connect({ cluster: { nodes: ['redis://127.0.0.1:1'] }, connectTimeoutMs: 1000 }).catch(
+      (err: unknown) => err,
+    );
+    assert.ok(isRedisError(e) && e.code === 'ERR_REDIS_CONNECTION', String(e));
+    assert.match((e as Error).message, /cluster 127\.0\.0\.1:1/);
+  });
+});
+
+describe('a master killed under load', () => {
+  it('every call settles, failures are connection or timeout errors, traffic comes back, and writes acknowledged after it read back', async () => {
+    const c = await RedisClient.connect({
+      cluster: { nodes: cluster.nodes },
+      keyPrefix: uniquePrefix(),
+      commandTimeoutMs: 3000,
+      reconnect: { minDelayMs: 50, maxDelayMs: 500 },
+    });
+    const raw = new RedisService(c);
+    const services = {
+      tokens: new TokenService(c),
+      sessions: new SessionService(c),
+      limits: new RateLimitService(c),
+      cache: new CacheService(c).namespace('items'),
+      locks: new LockService(c),
+    };
+    const victim = await cluster.masterOf(c.keyPrefix + 'counter');
+    const outcomes = { ok: 0, failed: 0, codes: new Map<string, number>() };
+    let stop = false;
+    let n = 0;
+    // 100 calls in flight, through every service, until told to stop
+    const worker = async (w: number) => {
+      while (!stop) {
+        const i = n++;
+        const call = [
+          () => raw.incr('counter'),
+          () => services.tokens.storeRefreshToken(`u${i % 50}`, `t${i}`, 60),
+          () => services.sessions.createSession(`s${i % 200}`, { userId: `u${i % 50}` }, 60),
+          () => services.limits.consume(`ip${i % 20}`, { limit: 1_000_000, windowSeconds: 60 }),
+          () => services.cache.set(`i${i % 100}`, { i }, { ttl: 60 }),
+          () => services.locks.withLock(`r${w}`, 5000, async () => i),
+        ][i % 6]!;
+        try {
+          await call();
+          outcomes.ok++;
+        } catch (e) {
+          outcomes.failed++;
+          const code = isRedisError(e) ? e.code : String(e);
+          outcomes.codes.set(code, (outcomes.codes.get(code) ?? 0) + 1);
+        }
+      }
+    };
+    const workers = Array.from({ length: 100 }, (_, w) => worker(w));
+    await sleep(500);
+    const before = outcomes.ok;
+    await cluster.kill(victim.port);
+    const killedAt = Date.now();
+    await cluster.waitForPromotion(victim.port, 20_000);
+    const promotedAt = Date.now();
+    // traffic comes back: calls succeed again within a few seconds of the promotion
+    const okAtPromotion = outcomes.ok;
+    while (outcomes.ok < okAtPromotion + 500 && Date.now() - promotedAt < 10_000) await sleep(50);
+    const recoveredMs = Date.now() - promotedAt;
+    stop = true;
+    await Promise.all(workers);
+    console.log(
+      `cluster failover: promotion ${promotedAt - killedAt} ms after the kill, calls succeeding again ${recoveredMs} ms after it; ` +
+        `${outcomes.ok} calls ok, ${outcomes.failed} failed (${[...outcomes.codes].map(([k, v]) => `${k}: ${v}`).join(', ') || 'none'})`,
+    );
+    assert.ok(before > 0, 'calls succeeded before the kill');
+    assert.ok(outcomes.ok > okAtPromotion + 500, `calls succeed again after the promotion (${recoveredMs} ms)`);
+    for (const code of outcomes.codes.keys()) {
+      assert.ok(
+        ['ERR_REDIS_CONNECTION', 'ERR_REDIS_TIMEOUT', 'ERR_LOCK_NOT_ACQUIRED'].includes(code),
+        `unexpected failure ${code}`,
+      );
+    }
+    // writes acknowledged now read back
+    const after = Number(await raw.incr('counter'));
+    assert.equal(Number(await raw.get('counter')), after);
+    const token = `after-${Date.now()}`;
+    await services.tokens.storeRefreshToken('u-after', token, 60);
+    assert.equal(await services.tokens.isRefreshTokenValid('u-after', token), true);
+    await c.close();
+    await cluster.start(victim.port);
+  });
+});
