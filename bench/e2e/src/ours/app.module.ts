@@ -6,7 +6,9 @@ import { AppController } from './app.controller';
 
 @Module({
   // production settings: the near cache serves the product reads (NODE_ENV=production: no stack capture)
-  imports: [RedisModule.forRoot({ url: process.env.REDIS_URL, clientName: 'bench-ours', nearCache: process.env.E2E_NEAR_CACHE !== '0' })],
+  imports: [
+    RedisModule.forRoot({ url: process.env.REDIS_URL, clientName: 'bench-ours', nearCache: process.env.E2E_NEAR_CACHE !== '0' }),
+  ],
   controllers: [PingController, AppController],
 })
 export class AppModule {}

@@ -1,0 +1,104 @@
+// Sentinel set-up of its own (a master, a replica, three sentinels on loopback): the
+// client finds the master through the sentinels and follows a failover without a restart.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { RedisClient, RedisService, isRedisError } from 'nestjs-redis-native';
+import { respCommand } from './support/resp';
+import { startSentinel, type LocalSentinel } from './support/sentinel';
+import { sleep } from './support/redis-server';
+
+let sentinel: LocalSentinel;
+
+before(async () => {
+  sentinel = await startSentinel();
+});
+
+after(async () => {
+  await sentinel?.stop();
+});
+
+const connect = () =>
+  RedisClient.connect({
+    sentinel: { nodes: sentinel.sentinels, masterName: sentinel.masterName },
+    commandTimeoutMs: 3000,
+    reconnect: { minDelayMs: 50, maxDelayMs: 500 },
+  });
+
+describe('Sentinel', () => {
+  it('connects to the master the sentinels name, and health() says so', async () => {
+    const client = await connect();
+    const master = await sentinel.master();
+    const h = await client.health();
+    assert.equal(h.status, 'up');
+    assert.equal(h.topology, 'sentinel');
+    assert.equal(h.role, 'master');
+    await new RedisService(client).set('where', 'here');
+    assert.equal(await respCommand(master.port, ['GET', 'where']), 'here');
+    await client.close();
+  });
+
+  it('a master name the sentinels do not know is ERR_REDIS_CONNECTION', async () => {
+    const e = await RedisClient.connect({
+      sentinel: { nodes: sentinel.sentinels, masterName: 'nobody' },
+      connectTimeoutMs: 2000,
+    }).catch((err: unknown) => err);
+    assert.ok(isRedisError(e) && e.code === 'ERR_REDIS_CONNECTION', String(e));
+    assert.match((e as Error).message, /nobody/);
+  });
+
+  it('SENTINEL FAILOVER under load: every call settles, traffic moves to the new master, and writes acknowledged after the switch read back there', async () => {
+    const client = await connect();
+    const redis = new RedisService(client);
+    const old = await sentinel.master();
+    const outcomes = { ok: 0, failed: 0, codes: new Map<string, number>() };
+    let stop = false;
+    let switched = false;
+    let afterSwitch = 0;
+    const worker = async () => {
+      while (!stop) {
+        const wasSwitched = switched;
+        try {
+          await redis.incr('counter');
+          outcomes.ok++;
+          if (wasSwitched) afterSwitch++;
+        } catch (e) {
+          outcomes.failed++;
+          const code = isRedisError(e) ? e.code : String(e);
+          outcomes.codes.set(code, (outcomes.codes.get(code) ?? 0) + 1);
+          await sleep(10);
+        }
+      }
+    };
+    const workers = Array.from({ length: 100 }, worker);
+    await sleep(300);
+    const started = Date.now();
+    const fresh = await sentinel.failover();
+    assert.notEqual(fresh.port, old.port);
+    // the old master is demoted; from then on every acknowledged write is on the new one
+    const roleOf = async (port: number) => {
+      const role = await respCommand(port, ['ROLE']).catch(() => null);
+      return Array.isArray(role) ? role[0] : null;
+    };
+    while ((await roleOf(old.port)) !== 'slave' && Date.now() - started < 15_000) await sleep(50);
+    await sleep(200);
+    const before = Number(await respCommand(fresh.port, ['GET', 'counter']));
+    switched = true;
+    await sleep(1000);
+    stop = true;
+    await Promise.all(workers);
+    const onNew = Number(await respCommand(fresh.port, ['GET', 'counter']));
+    console.log(
+      `sentinel failover: ${outcomes.ok} calls ok, ${outcomes.failed} failed (${[...outcomes.codes].map(([k, v]) => `${k}: ${v}`).join(', ') || 'none'}); ${afterSwitch} acknowledged after the switch`,
+    );
+    for (const code of outcomes.codes.keys()) {
+      assert.ok(['ERR_REDIS_CONNECTION', 'ERR_REDIS_TIMEOUT'].includes(code), `unexpected failure ${code}`);
+    }
+    assert.ok(afterSwitch > 100, `traffic goes on after the failover (${afterSwitch})`);
+    assert.ok(
+      onNew - before >= afterSwitch,
+      `every write acknowledged after the switch is on the new master (${onNew - before} >= ${afterSwitch})`,
+    );
+    assert.equal((await client.health()).status, 'up');
+    await client.close();
+  });
+});
