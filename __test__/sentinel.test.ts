@@ -101,4 +101,52 @@ describe('Sentinel', () => {
     assert.equal((await client.health()).status, 'up');
     await client.close();
   });
+
+  it('a master SIGKILLed under load: every call settles, the client reconnects to the master Sentinel promotes, and writes acknowledged after it read back', async () => {
+    const client = await connect();
+    const redis = new RedisService(client);
+    const old = await sentinel.master();
+    const outcomes = { ok: 0, failed: 0, codes: new Map<string, number>() };
+    let stop = false;
+    const worker = async () => {
+      while (!stop) {
+        try {
+          await redis.incr('killed-counter');
+          outcomes.ok++;
+        } catch (e) {
+          outcomes.failed++;
+          const code = isRedisError(e) ? e.code : String(e);
+          outcomes.codes.set(code, (outcomes.codes.get(code) ?? 0) + 1);
+          await sleep(20);
+        }
+      }
+    };
+    const workers = Array.from({ length: 100 }, worker);
+    await sleep(300);
+    await sentinel.kill(old.port);
+    const killedAt = Date.now();
+    let fresh = old;
+    while (fresh.port === old.port && Date.now() - killedAt < 20_000) {
+      await sleep(100);
+      fresh = await sentinel.master();
+    }
+    const promotedAt = Date.now();
+    assert.notEqual(fresh.port, old.port, 'the sentinels promoted the replica');
+    const okAtPromotion = outcomes.ok;
+    while (outcomes.ok < okAtPromotion + 500 && Date.now() - promotedAt < 10_000) await sleep(50);
+    const recoveredMs = Date.now() - promotedAt;
+    stop = true;
+    await Promise.all(workers);
+    console.log(
+      `sentinel master killed: promoted ${promotedAt - killedAt} ms after the kill, calls succeeding again ${recoveredMs} ms after it; ` +
+        `${outcomes.ok} calls ok, ${outcomes.failed} failed (${[...outcomes.codes].map(([k, v]) => `${k}: ${v}`).join(', ') || 'none'})`,
+    );
+    for (const code of outcomes.codes.keys()) {
+      assert.ok(['ERR_REDIS_CONNECTION', 'ERR_REDIS_TIMEOUT'].includes(code), `unexpected failure ${code}`);
+    }
+    assert.ok(recoveredMs < 5000, `calls succeed again within a few seconds of the promotion (${recoveredMs} ms)`);
+    const n = await redis.incr('killed-counter');
+    assert.equal(Number(await respCommand(fresh.port, ['GET', 'killed-counter'])), n);
+    await client.close();
+  });
 });

@@ -10,11 +10,13 @@ function hostPort(url) {
   return { host: u.hostname, port: Number(u.port || 6379) };
 }
 
+/** `url`: a redis:// URL, or `{ cluster: [urls] }` for a Redis Cluster. */
 function ours(options) {
   return {
     async connect(url) {
       const { RedisClient, RedisService } = require('..');
-      const client = await RedisClient.connect({ url, ...options });
+      const where = typeof url === 'string' ? { url } : { cluster: { nodes: url.cluster } };
+      const client = await RedisClient.connect({ ...where, ...options });
       const redis = new RedisService(client);
       return {
         raw: redis,
@@ -89,7 +91,7 @@ const specialists = {
     async connect(url) {
       const Redis = require('ioredis');
       const { RateLimiterRedis } = require('rate-limiter-flexible');
-      const c = new Redis(url, { enableAutoPipelining: true, lazyConnect: true });
+      const c = client(Redis, url, true);
       await c.connect();
       const limiters = new Map();
       return {
@@ -106,11 +108,17 @@ const specialists = {
   },
 };
 
+/** An ioredis client: `Redis` for a URL, `Redis.Cluster` for `{ cluster: [urls] }`. */
+function client(Redis, url, autoPipelining) {
+  if (typeof url === 'string') return new Redis(url, { enableAutoPipelining: autoPipelining, lazyConnect: true });
+  return new Redis.Cluster(url.cluster.map(hostPort), { enableAutoPipelining: autoPipelining, lazyConnect: true });
+}
+
 function ioredis(autoPipelining) {
   return {
     async connect(url) {
       const Redis = require('ioredis');
-      const c = new Redis(url, { enableAutoPipelining: autoPipelining, lazyConnect: true });
+      const c = client(Redis, url, autoPipelining);
       await c.connect();
       return {
         raw: c,

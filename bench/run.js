@@ -7,8 +7,11 @@
 //   BENCH_SCALE     multiplies every scenario's call count (default 1)
 //   BENCH_ONLY      comma-separated scenario ids to run (default all)
 //   BENCH_LIBS      comma-separated library names to run (default all that load)
+//   BENCH_TOPOLOGY  `cluster` (or `npm run bench:cluster`): on a local Redis Cluster (3 masters, 3 replicas) against
+//                   ioredis's Cluster client, in the scenarios that run on a cluster
 //
-// Writes a table to stdout and everything to bench/results/latest.json.
+// Writes a table to stdout and everything to bench/results/latest.json
+// (latest-cluster.json for the cluster).
 
 const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -19,6 +22,30 @@ const { libraries: allLibraries, hostPort } = require('./libraries');
 const { scenarios: allScenarios } = require('./scenarios');
 // the same private redis-server the tests use (compiled by `npm run bench`)
 const { startRedis } = require('../.test-build/__test__/support/redis-server.js');
+const { startCluster } = require('../.test-build/__test__/support/cluster.js');
+const { info: nodeInfo } = require('../.test-build/__test__/support/resp.js');
+
+const CLUSTER = process.env.BENCH_TOPOLOGY === 'cluster' || process.argv.includes('--cluster');
+/** On a cluster: the clients with a cluster mode, and the scenarios every one of them can run there
+ * (ioredis refuses MGET and pipelines across slots, and the hand-written session MULTI spans slots). */
+const CLUSTER_LIBRARIES = [
+  'nestjs-redis-native',
+  'nestjs-redis-native (stack traces)',
+  'ioredis (auto-pipelining)',
+  'ioredis',
+  'rate-limiter-flexible',
+];
+const CLUSTER_SCENARIOS = [
+  'get-seq',
+  'set-seq',
+  'get-100',
+  'set-100',
+  'session-get-100',
+  'ratelimit-sliding-window-counter',
+  'ratelimit-sliding-window',
+  'ratelimit-fixed-window',
+  'ratelimit-token-bucket',
+];
 
 const OURS = 'nestjs-redis-native';
 const ROUNDS = Number(process.env.BENCH_ROUNDS || 3);
@@ -133,29 +160,48 @@ function table(headers, rows) {
 
 async function main() {
   let server;
+  let cluster;
   let url = process.env.REDIS_URL;
-  if (!url) {
+  if (CLUSTER) {
+    cluster = await startCluster();
+    url = { cluster: cluster.nodes };
+  } else if (!url) {
     server = await startRedis();
     url = server.url;
   }
   const libFilter = only('BENCH_LIBS');
   const scenarioFilter = only('BENCH_ONLY');
-  const libNames = Object.keys(allLibraries).filter((n) => !libFilter || libFilter.includes(n));
+  const libNames = Object.keys(allLibraries).filter(
+    (n) => (!libFilter || libFilter.includes(n)) && (!CLUSTER || CLUSTER_LIBRARIES.includes(n)),
+  );
   // Redis's own CPU per operation (its main thread: commands, scripts and network I/O),
   // from INFO cpu around each measurement. (INFO commandstats would count a script's
   // commands twice: in EVALSHA and on their own.)
   const { RedisClient, RedisService } = require('..');
-  const adminClient = await RedisClient.connect({ url });
+  const adminClient = await RedisClient.connect(CLUSTER ? { cluster: { nodes: url.cluster } } : { url });
   const admin = new RedisService(adminClient);
   const serverUsec = async () => {
+    if (CLUSTER) {
+      // every node's main thread, summed
+      let total = 0;
+      for (const port of cluster.ports) {
+        const i = await nodeInfo(port, 'cpu');
+        total += (Number(i.used_cpu_user_main_thread || 0) + Number(i.used_cpu_sys_main_thread || 0)) * 1e6;
+      }
+      return total;
+    }
     const info = String(await admin.command('INFO', ['cpu']));
     const field = (name) => Number((info.match(new RegExp(`^${name}:([\\d.]+)`, 'm')) || [])[1] || 0);
     return (field('used_cpu_user_main_thread') + field('used_cpu_sys_main_thread')) * 1e6;
   };
-  const scenarios = allScenarios.filter((s) => !scenarioFilter || scenarioFilter.includes(s.id));
+  const scenarios = allScenarios.filter(
+    (s) => (!scenarioFilter || scenarioFilter.includes(s.id)) && (!CLUSTER || CLUSTER_SCENARIOS.includes(s.id)),
+  );
 
   const log = (s) => process.stderr.write(`${s}\n`);
-  log(`bench: ${libNames.join(', ')} on ${server ? 'a private redis-server' : 'REDIS_URL'}; ${ROUNDS} rounds, scale ${SCALE}`);
+  log(
+    `bench: ${libNames.join(', ')} on ${CLUSTER ? 'a local Redis Cluster (3 masters, 3 replicas)' : server ? 'a private redis-server' : 'REDIS_URL'}; ${ROUNDS} rounds, scale ${SCALE}`,
+  );
   const adapters = {};
   for (const name of libNames) adapters[name] = await allLibraries[name].connect(url);
 
@@ -214,9 +260,10 @@ async function main() {
   }
 
   await adminClient.close();
-  const ceiling = redisBenchmark(url);
+  const ceiling = CLUSTER ? null : redisBenchmark(url);
   for (const a of Object.values(adapters)) await a.close();
   if (server) await server.stop();
+  if (cluster) await cluster.stop();
 
   const machine = {
     cpus: os.cpus().length,
@@ -256,7 +303,7 @@ async function main() {
   };
   const dir = path.join(__dirname, 'results');
   fs.mkdirSync(dir, { recursive: true });
-  fs.writeFileSync(path.join(dir, 'latest.json'), JSON.stringify(report, null, 2));
+  fs.writeFileSync(path.join(dir, CLUSTER ? 'latest-cluster.json' : 'latest.json'), JSON.stringify(report, null, 2));
 
   for (const s of results) {
     console.log(
@@ -293,6 +340,11 @@ async function main() {
     );
   }
   const c = ceiling;
+  if (!c) {
+    console.log(`\n${machine.cpus} × ${machine.cpuModel}, ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.redis}`);
+    console.log(`written: ${path.relative(process.cwd(), path.join(dir, 'latest-cluster.json'))}`);
+    return;
+  }
   const rb = (x, t) => (x && x[t] ? `${fmt.ops(x[t].rps)} ops/s, p50 ${fmt.us(x[t].p50_latency_ms * 1000)} µs` : '–');
   console.log('\n### redis-benchmark on the same server (the ceiling)\n');
   console.log(
@@ -306,7 +358,7 @@ async function main() {
     ),
   );
   console.log(`\n${machine.cpus} × ${machine.cpuModel}, ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.redis}`);
-  console.log(`written: ${path.relative(process.cwd(), path.join(dir, 'latest.json'))}`);
+  console.log(`written: ${path.relative(process.cwd(), path.join(dir, CLUSTER ? 'latest-cluster.json' : 'latest.json'))}`);
 }
 
 main().catch((e) => {

@@ -11,9 +11,9 @@
 //! the same codes.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use redis::aio::ConnectionLike;
@@ -48,12 +48,22 @@ impl Node {
 }
 
 pub struct Cluster {
-  conn: ClusterConnection,
+  /// The engine's connection; replaced by a fresh one (a new slot map from the nodes)
+  /// when calls keep failing (see `nudge`).
+  conn: Arc<std::sync::RwLock<ClusterConnection>>,
+  client: redis::cluster::ClusterClient,
+  /// A fresh connection is being made.
+  rebuilding: Arc<AtomicBool>,
   config: ClientConfig,
   closed: AtomicBool,
   events: Arc<Events>,
   /// Commands for one slot, kept in the order they were made (see `exec`).
   lanes: Arc<Mutex<HashMap<Route, Lane>>>,
+  /// When a fresh engine connection was last asked for (ms since `born`).
+  last_nudge: AtomicU64,
+  /// The fresh engine connection being made.
+  pending_conn: Mutex<Option<oneshot::Receiver<ClusterConnection>>>,
+  born: Instant,
 }
 
 /// A reply on its way to its caller.
@@ -145,15 +155,25 @@ impl Cluster {
       Ok(Ok(conn)) => conn,
     };
     Ok(Cluster {
-      conn,
+      conn: Arc::new(std::sync::RwLock::new(conn)),
+      client,
+      rebuilding: Arc::new(AtomicBool::new(false)),
       config,
       closed: AtomicBool::new(false),
       events,
       lanes: Default::default(),
+      last_nudge: AtomicU64::new(0),
+      pending_conn: Mutex::new(None),
+      born: Instant::now(),
     })
   }
 
+  fn conn(&self) -> ClusterConnection {
+    self.conn.read().unwrap_or_else(|e| e.into_inner()).clone()
+  }
+
   fn check_open(&self) -> RnResult<()> {
+    self.take_fresh();
     if self.closed.load(Ordering::SeqCst) {
       Err(RnError::closed())
     } else {
@@ -166,6 +186,7 @@ impl Cluster {
     tokio::time::timeout(self.config.command_timeout, fut)
       .await
       .map_err(|_| {
+        self.nudge();
         RnError::timeout(format!(
           "{what}: no answer from the Redis Cluster at {} within {} ms (commandTimeoutMs)",
           self.config.address(),
@@ -193,7 +214,12 @@ impl Cluster {
         !std::mem::replace(&mut lane.busy, true)
       };
       if start {
-        tokio::spawn(drain(self.lanes.clone(), route, self.conn.clone()));
+        tokio::spawn(drain(
+          self.lanes.clone(),
+          route,
+          self.conn.clone(),
+          self.config.command_timeout,
+        ));
       }
       let reply = self
         .timed(&name, async {
@@ -209,7 +235,7 @@ impl Cluster {
         other => other.map_err(|e| self.failed(e, &cmd)),
       };
     }
-    let mut conn = self.conn.clone();
+    let mut conn = self.conn();
     let reply = self
       .timed(&name, async { conn.req_packed_command(&cmd).await })
       .await?;
@@ -222,7 +248,7 @@ impl Cluster {
   /// Sends `cmd` to the node at `host`:`port` (SCAN, INFO, a health check).
   pub async fn exec_on(&self, host: &str, port: u16, cmd: Cmd) -> RnResult<Value> {
     self.check_open()?;
-    let mut conn = self.conn.clone();
+    let mut conn = self.conn();
     let name = command_name(&cmd);
     let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
       host: host.to_string(),
@@ -264,7 +290,7 @@ impl Cluster {
   /// The nodes of the cluster, as a node sees them now (`CLUSTER NODES`).
   pub async fn nodes(&self) -> RnResult<Vec<Node>> {
     self.check_open()?;
-    let mut conn = self.conn.clone();
+    let mut conn = self.conn();
     let mut cmd = redis::cmd("CLUSTER");
     cmd.arg("NODES");
     let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random);
@@ -299,8 +325,68 @@ impl Cluster {
     Ok(masters)
   }
 
+  /// Calls are failing (a node stopped answering): at most once a second, open a fresh
+  /// engine connection (its slot map read anew from the nodes) and switch to it. The
+  /// engine itself re-reads the map only on a MOVED, and goes on reconnecting to a
+  /// master that died although its replica took over.
+  fn nudge(&self) {
+    let now = self.born.elapsed().as_millis() as u64;
+    let last = self.last_nudge.load(Ordering::Relaxed);
+    if now.saturating_sub(last) < 1000
+      || self.closed.load(Ordering::SeqCst)
+      || self
+        .last_nudge
+        .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+        .is_err()
+      || self.rebuilding.swap(true, Ordering::SeqCst)
+    {
+      return;
+    }
+    let client = self.client.clone();
+    let timeout = self.config.connect_timeout;
+    let rebuilding = self.rebuilding.clone();
+    let (tx, rx) = oneshot::channel::<ClusterConnection>();
+    tokio::spawn(async move {
+      let attempt = async {
+        let mut conn = client.get_async_connection().await?;
+        conn.req_packed_command(&redis::cmd("PING")).await?;
+        Ok::<_, redis::RedisError>(conn)
+      };
+      if let Ok(Ok(conn)) = tokio::time::timeout(timeout, attempt).await {
+        let _ = tx.send(conn);
+      }
+      rebuilding.store(false, Ordering::SeqCst);
+    });
+    self
+      .pending_conn
+      .lock()
+      .unwrap_or_else(|e| e.into_inner())
+      .replace(rx);
+  }
+
+  /// Switches to a fresh engine connection once `nudge` made one.
+  fn take_fresh(&self) {
+    let mut pending = self.pending_conn.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(rx) = pending.as_mut() {
+      match rx.try_recv() {
+        Ok(conn) => {
+          *self.conn.write().unwrap_or_else(|e| e.into_inner()) = conn;
+          *pending = None;
+        }
+        Err(oneshot::error::TryRecvError::Closed) => *pending = None,
+        Err(oneshot::error::TryRecvError::Empty) => {}
+      }
+    }
+  }
+
   fn failed(&self, e: redis::RedisError, cmd: &Cmd) -> RnError {
     let err = scrub(RnError::from(e), &self.config);
+    if matches!(
+      err.code,
+      crate::error::ErrorCode::RedisConnection | crate::error::ErrorCode::RedisTimeout
+    ) {
+      self.nudge();
+    }
     if err.server_code.as_deref() == Some("CROSSSLOT") {
       return RnError::invalid(format!(
         "{}: its keys are in different cluster slots, which Redis refuses in one command; give them a common hash tag ({{user1}}:a, {{user1}}:b) or send one command per key",
@@ -488,7 +574,20 @@ fn must_resend(v: &redis::RedisResult<Value>) -> bool {
 
 /// Sends the commands waiting in the lane of `route`, a batch at a time (one pipeline,
 /// in order), until none waits.
-async fn drain(lanes: Arc<Mutex<HashMap<Route, Lane>>>, route: Route, mut conn: ClusterConnection) {
+/// Each engine call is bounded by `timeout` (the engine would go on retrying a node that
+/// is gone), so one lost command never holds up the lane behind it.
+async fn drain(
+  lanes: Arc<Mutex<HashMap<Route, Lane>>>,
+  route: Route,
+  conns: Arc<std::sync::RwLock<ClusterConnection>>,
+  timeout: Duration,
+) {
+  fn timed_out<T>() -> redis::RedisResult<T> {
+    Err(redis::RedisError::from(std::io::Error::new(
+      std::io::ErrorKind::TimedOut,
+      "no answer within commandTimeoutMs",
+    )))
+  }
   loop {
     let batch = {
       let mut all = lanes.lock().unwrap_or_else(|e| e.into_inner());
@@ -501,15 +600,22 @@ async fn drain(lanes: Arc<Mutex<HashMap<Route, Lane>>>, route: Route, mut conn: 
       }
       std::mem::take(&mut lane.waiting)
     };
+    // the client's connection now (a fresh one after a failover, see `Cluster::nudge`)
+    let mut conn = conns.read().unwrap_or_else(|e| e.into_inner()).clone();
     let replies: Vec<redis::RedisResult<Value>> = if batch.len() == 1 {
-      vec![conn.req_packed_command(&batch[0].0).await]
+      vec![
+        tokio::time::timeout(timeout, conn.req_packed_command(&batch[0].0))
+          .await
+          .unwrap_or_else(|_| timed_out()),
+      ]
     } else {
       let mut pipe = redis::pipe();
       for (cmd, _) in &batch {
         pipe.add_command(cmd.clone());
       }
       let target = SingleNodeRoutingInfo::SpecificNode(route);
-      match conn.route_pipeline(pipe, 0, batch.len(), target).await {
+      let sent = tokio::time::timeout(timeout, conn.route_pipeline(pipe, 0, batch.len(), target));
+      match sent.await.unwrap_or_else(|_| timed_out()) {
         Ok(values) if values.len() == batch.len() => values.into_iter().map(Ok).collect(),
         Ok(_) => batch
           .iter()
@@ -529,7 +635,9 @@ async fn drain(lanes: Arc<Mutex<HashMap<Route, Lane>>>, route: Route, mut conn: 
     for ((cmd, tx), reply) in batch.into_iter().zip(replies) {
       let reply = if resend || must_resend(&reply) {
         resend = true;
-        conn.req_packed_command(&cmd).await
+        tokio::time::timeout(timeout, conn.req_packed_command(&cmd))
+          .await
+          .unwrap_or_else(|_| timed_out())
       } else {
         reply
       };
