@@ -17,6 +17,19 @@ import {
 import { keySlot, startCluster, type LocalCluster } from './support/cluster';
 import { sleep, uniquePrefix } from './support/redis-server';
 
+/** The workers' results once every call they made has settled; fails (rather than hangs) when one never does. */
+async function settled<T>(workers: Promise<T>[], ms = 15_000): Promise<T[]> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`a call did not settle within ${ms} ms of the load stopping`)), ms);
+  });
+  try {
+    return await Promise.race([Promise.all(workers), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 let cluster: LocalCluster;
 let client: RedisClient;
 let redis: RedisService;
@@ -147,7 +160,7 @@ describe('a cluster connection', () => {
   });
 });
 
-describe('a master killed under load', () => {
+describe('a master killed under load', { timeout: 120_000 }, () => {
   it('every call settles, failures are connection or timeout errors, traffic comes back, and writes acknowledged after it read back', async () => {
     const c = await RedisClient.connect({
       cluster: { nodes: cluster.nodes },
@@ -201,7 +214,7 @@ describe('a master killed under load', () => {
     while (outcomes.ok < okAtPromotion + 500 && Date.now() - promotedAt < 10_000) await sleep(50);
     const recoveredMs = Date.now() - promotedAt;
     stop = true;
-    await Promise.all(workers);
+    await settled(workers);
     console.log(
       `cluster failover: promotion ${promotedAt - killedAt} ms after the kill, calls succeeding again ${recoveredMs} ms after it; ` +
         `${outcomes.ok} calls ok, ${outcomes.failed} failed (${[...outcomes.codes].map(([k, v]) => `${k}: ${v}`).join(', ') || 'none'})`,
@@ -228,7 +241,7 @@ describe('a master killed under load', () => {
   });
 });
 
-describe('resharding under load', () => {
+describe('resharding under load', { timeout: 120_000 }, () => {
   it('slots moved while calls run: MOVED and ASK are followed, and no answer is wrong', async () => {
     const c = await RedisClient.connect({ cluster: { nodes: cluster.nodes }, keyPrefix: uniquePrefix(), commandTimeoutMs: 5000 });
     const raw = new RedisService(c);
@@ -265,7 +278,7 @@ describe('resharding under load', () => {
     const movedMs = Date.now() - started;
     await sleep(300);
     stop = true;
-    const finals = await Promise.all(workers);
+    const finals = await settled(workers);
     const stored = await raw.mget(finals.map((_, w) => `counter:${w}`));
     console.log(
       `resharding: 2000 slots moved in ${movedMs} ms under ${calls} calls; ${wrong} wrong answers; failures: ${[...failures].map(([k, v]) => `${k}: ${v}`).join(', ') || 'none'}`,

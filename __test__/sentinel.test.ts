@@ -7,6 +7,19 @@ import { respCommand } from './support/resp';
 import { startSentinel, type LocalSentinel } from './support/sentinel';
 import { sleep } from './support/redis-server';
 
+/** The workers' results once every call they made has settled; fails (rather than hangs) when one never does. */
+async function settled<T>(workers: Promise<T>[], ms = 15_000): Promise<T[]> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`a call did not settle within ${ms} ms of the load stopping`)), ms);
+  });
+  try {
+    return await Promise.race([Promise.all(workers), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 let sentinel: LocalSentinel;
 
 before(async () => {
@@ -24,7 +37,7 @@ const connect = () =>
     reconnect: { minDelayMs: 50, maxDelayMs: 500 },
   });
 
-describe('Sentinel', () => {
+describe('Sentinel', { timeout: 180_000 }, () => {
   it('connects to the master the sentinels name, and health() says so', async () => {
     const client = await connect();
     const master = await sentinel.master();
@@ -85,7 +98,7 @@ describe('Sentinel', () => {
     switched = true;
     await sleep(1000);
     stop = true;
-    await Promise.all(workers);
+    await settled(workers);
     const onNew = Number(await respCommand(fresh.port, ['GET', 'counter']));
     console.log(
       `sentinel failover: ${outcomes.ok} calls ok, ${outcomes.failed} failed (${[...outcomes.codes].map(([k, v]) => `${k}: ${v}`).join(', ') || 'none'}); ${afterSwitch} acknowledged after the switch`,
@@ -136,7 +149,7 @@ describe('Sentinel', () => {
     while (outcomes.ok < okAtPromotion + 500 && Date.now() - promotedAt < 10_000) await sleep(50);
     const recoveredMs = Date.now() - promotedAt;
     stop = true;
-    await Promise.all(workers);
+    await settled(workers);
     console.log(
       `sentinel master killed: promoted ${promotedAt - killedAt} ms after the kill, calls succeeding again ${recoveredMs} ms after it; ` +
         `${outcomes.ok} calls ok, ${outcomes.failed} failed (${[...outcomes.codes].map(([k, v]) => `${k}: ${v}`).join(', ') || 'none'})`,

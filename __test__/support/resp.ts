@@ -74,6 +74,9 @@ export function respPipeline(
     };
     socket.setTimeout(timeoutMs, () => fail(`no reply within ${timeoutMs} ms`));
     socket.on('error', (e) => fail(e.message));
+    // a server may close the connection without a reply (Sentinel drops the clients of a
+    // master it demotes): then there is no 'error', and no timeout fires any more
+    socket.on('close', () => fail('the connection closed before every reply came'));
     socket.on('data', (chunk) => {
       buf = Buffer.concat([buf, chunk]);
       const replies: RespReply[] = [];
