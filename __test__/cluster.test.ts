@@ -209,7 +209,8 @@ describe('a master killed under load', { timeout: 120_000 }, () => {
     const killedAt = Date.now();
     await cluster.waitForPromotion(victim.port, 20_000);
     const promotedAt = Date.now();
-    // traffic comes back: calls succeed again within a few seconds of the promotion
+    // traffic comes back within a few seconds of the promotion: bounded by the calls already
+    // sent to the dead master (commandTimeoutMs) and at most a second to read the slot map anew
     const okAtPromotion = outcomes.ok;
     while (outcomes.ok < okAtPromotion + 500 && Date.now() - promotedAt < 10_000) await sleep(50);
     const recoveredMs = Date.now() - promotedAt;
@@ -221,7 +222,7 @@ describe('a master killed under load', { timeout: 120_000 }, () => {
     );
     assert.ok(before > 0, 'calls succeeded before the kill');
     assert.ok(
-      outcomes.ok > okAtPromotion + 500 && recoveredMs < 5000,
+      outcomes.ok > okAtPromotion + 500 && recoveredMs < 8000,
       `calls succeed again within a few seconds of the promotion (${recoveredMs} ms)`,
     );
     for (const code of outcomes.codes.keys()) {
