@@ -270,6 +270,21 @@ mod tests {
   }
 
   #[test]
+  fn slots_are_computed_as_redis_does() {
+    // values from CLUSTER KEYSLOT
+    assert_eq!(hash_slot(b"foo"), 12182);
+    assert_eq!(hash_slot(b"123456789"), 12739);
+    assert_eq!(
+      hash_slot(b"{user1000}.following"),
+      hash_slot(b"{user1000}.followers")
+    );
+    assert_eq!(hash_slot(b"{user1000}.following"), hash_slot(b"user1000"));
+    assert_eq!(hash_slot(b"foo{}{bar}"), hash_slot(b"foo{}{bar}"));
+    assert_ne!(hash_slot(b"foo{}{bar}"), hash_slot(b"bar"));
+    assert_eq!(hash_slot(b"foo{{bar}}zap"), hash_slot(b"{bar"));
+  }
+
+  #[test]
   fn crc16_is_xmodem_as_the_cluster_spec_gives_it() {
     assert_eq!(crc16(b"123456789"), 0x31C3);
   }

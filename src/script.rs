@@ -132,13 +132,19 @@ pub fn check_one_slot<K: AsRef<str>>(conn: &Connection, keys: &[K], what: &str) 
   }
 }
 
+/// Lua functions for scripts that need keys they can only read from the data
+/// (`need_keys`): put in front of such a script with `LuaScript::with_prelude`.
+pub const FOUND_KEYS: &str = include_str!("found_keys.lua");
+
 impl LuaScript {
   pub fn new(name: &'static str, code: &'static str) -> LuaScript {
-    let code = if strict_keys() {
-      format!("{STRICT_KEYS}{code}")
-    } else {
-      code.to_string()
-    };
+    LuaScript::with_prelude(name, &[], code)
+  }
+
+  /// The script `code`, with the Lua of `prelude` (shared functions) in front of it.
+  pub fn with_prelude(name: &'static str, prelude: &[&str], code: &str) -> LuaScript {
+    let strict = if strict_keys() { STRICT_KEYS } else { "" };
+    let code = format!("{strict}{}{code}", prelude.concat());
     LuaScript {
       name: display_name(name),
       sha: redis::Script::new(&code).get_hash().to_string(),

@@ -40,9 +40,10 @@ use crate::script::{LuaScript, NO_ARGS};
 macro_rules! script {
   ($name:ident, $file:literal) => {
     static $name: LazyLock<LuaScript> = LazyLock::new(|| {
-      LuaScript::new(
+      LuaScript::with_prelude(
         concat!(module_path!(), "/", $file),
-        concat!(include_str!("common.lua"), include_str!($file)),
+        &[include_str!("common.lua")],
+        include_str!($file),
       )
     });
   };

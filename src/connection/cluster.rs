@@ -471,34 +471,6 @@ impl Drop for Cluster {
   }
 }
 
-/// The cluster slot of `key` (CRC16-XMODEM of its hash tag, or of the whole key, mod
-/// 16384), as Redis computes it.
-pub fn slot(key: &[u8]) -> u16 {
-  let tagged = key
-    .iter()
-    .position(|&b| b == b'{')
-    .and_then(|open| {
-      key[open + 1..]
-        .iter()
-        .position(|&b| b == b'}')
-        .filter(|&len| len > 0)
-        .map(|len| &key[open + 1..open + 1 + len])
-    })
-    .unwrap_or(key);
-  let mut crc: u16 = 0;
-  for &byte in tagged {
-    crc ^= (byte as u16) << 8;
-    for _ in 0..8 {
-      crc = if crc & 0x8000 != 0 {
-        (crc << 1) ^ 0x1021
-      } else {
-        crc << 1
-      };
-    }
-  }
-  crc % 16384
-}
-
 /// `GET` for a `GET user:1 ...` command (its name only: keys may be secrets).
 fn command_name(cmd: &Cmd) -> String {
   cmd
@@ -689,18 +661,6 @@ pub fn parse_nodes(text: &str) -> Vec<Node> {
 #[cfg(test)]
 mod tests {
   use super::*;
-
-  #[test]
-  fn slots_are_computed_as_redis_does() {
-    // values from CLUSTER KEYSLOT
-    assert_eq!(slot(b"foo"), 12182);
-    assert_eq!(slot(b"123456789"), 12739);
-    assert_eq!(slot(b"{user1000}.following"), slot(b"{user1000}.followers"));
-    assert_eq!(slot(b"{user1000}.following"), slot(b"user1000"));
-    assert_eq!(slot(b"foo{}{bar}"), slot(b"foo{}{bar}"));
-    assert_ne!(slot(b"foo{}{bar}"), slot(b"bar"));
-    assert_eq!(slot(b"foo{{bar}}zap"), slot(b"{bar"));
-  }
 
   #[test]
   fn cluster_nodes_lists_masters_replicas_and_failing_nodes() {

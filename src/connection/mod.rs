@@ -327,7 +327,7 @@ impl Connection {
     }
     let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
     for (i, k) in keys.iter().enumerate() {
-      let s = cluster::slot(k.as_ref());
+      let s = keys::hash_slot(k.as_ref());
       match groups.iter_mut().find(|(g, _)| *g == s) {
         Some((_, members)) => members.push(i),
         None => groups.push((s, vec![i])),

@@ -52,14 +52,14 @@ macro_rules! script {
 macro_rules! user_script {
   ($name:ident, $file:literal) => {
     static $name: LazyLock<LuaScript> = LazyLock::new(|| {
-      LuaScript::new(
+      LuaScript::with_prelude(
         concat!(module_path!(), "/", $file),
-        concat!(
-          include_str!("../found_keys.lua"),
-          include_str!("../token_service/family.lua"),
+        &[
+          crate::script::FOUND_KEYS,
+          crate::token_service::FAMILY,
           include_str!("users.lua"),
-          include_str!($file)
-        ),
+        ],
+        include_str!($file),
       )
     });
   };

@@ -33,17 +33,18 @@ use crate::script::LuaScript;
 
 static STORE: LazyLock<LuaScript> = lua_script!("store.lua");
 static REVOKE: LazyLock<LuaScript> = lua_script!("revoke.lua");
+/// Lua functions on a user's refresh tokens and their families (also used by
+/// SessionService's steps on the user).
+pub const FAMILY: &str = include_str!("family.lua");
+
 /// A script that finds the user's tokens in the index (with `family.lua`'s functions).
 macro_rules! script_with_tokens {
   ($name:ident, $file:literal) => {
     static $name: LazyLock<LuaScript> = LazyLock::new(|| {
-      LuaScript::new(
+      LuaScript::with_prelude(
         concat!(module_path!(), "/", $file),
-        concat!(
-          include_str!("../found_keys.lua"),
-          include_str!("family.lua"),
-          include_str!($file)
-        ),
+        &[crate::script::FOUND_KEYS, FAMILY],
+        include_str!($file),
       )
     });
   };
