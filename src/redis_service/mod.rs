@@ -139,37 +139,16 @@ impl RedisService {
     for target in conn.scan_targets().await? {
       let mut cursor = "0".to_string();
       loop {
-        let mut cmd = redis::cmd("SCAN");
-        cmd
-          .arg(&cursor)
-          .arg("MATCH")
-          .arg(&full)
-          .arg("COUNT")
-          .arg(SCAN_COUNT);
-        let Value::Array(mut parts) = conn.exec_at(&target, cmd).await? else {
-          return Err(RnError::internal("unexpected SCAN reply"));
-        };
-        if parts.len() != 2 {
-          return Err(RnError::internal("unexpected SCAN reply"));
-        }
-        let batch = parts.pop().unwrap_or(Value::Nil);
-        cursor = match parts.pop() {
-          Some(Value::BulkString(c)) => String::from_utf8_lossy(&c).into_owned(),
-          _ => return Err(RnError::internal("unexpected SCAN cursor")),
-        };
+        let (next, batch) = scan_step(conn, &target, &cursor, &full).await?;
+        cursor = next;
         let mut found = Vec::new();
-        if let Value::Array(keys) = batch {
-          for k in keys {
-            if let Value::BulkString(k) = k {
-              let k = String::from_utf8_lossy(&k).into_owned();
-              // SCAN may return a key more than once; hand each back once.
-              if seen.insert(k.clone()) {
-                found.push(k);
-              }
-            }
-            if limit.is_some_and(|l| seen.len() >= l) {
-              break;
-            }
+        for k in batch {
+          // SCAN may return a key more than once; hand each back once.
+          if seen.insert(k.clone()) {
+            found.push(k);
+          }
+          if limit.is_some_and(|l| seen.len() >= l) {
+            break;
           }
         }
         if !found.is_empty() {
@@ -814,32 +793,10 @@ pub async fn delete_matching(conn: &Connection, pattern: &str) -> RnResult<i64> 
   for target in conn.scan_targets().await? {
     let mut cursor = "0".to_string();
     loop {
-      let mut cmd = redis::cmd("SCAN");
-      cmd
-        .arg(&cursor)
-        .arg("MATCH")
-        .arg(&full)
-        .arg("COUNT")
-        .arg(SCAN_COUNT);
-      let Value::Array(mut parts) = conn.exec_at(&target, cmd).await? else {
-        return Err(RnError::internal("unexpected SCAN reply"));
-      };
-      let batch = parts.pop().unwrap_or(Value::Nil);
-      cursor = match parts.pop() {
-        Some(Value::BulkString(c)) => String::from_utf8_lossy(&c).into_owned(),
-        _ => return Err(RnError::internal("unexpected SCAN cursor")),
-      };
-      if let Value::Array(keys) = batch {
-        let keys: Vec<String> = keys
-          .into_iter()
-          .filter_map(|k| match k {
-            Value::BulkString(k) => Some(String::from_utf8_lossy(&k).into_owned()),
-            _ => None,
-          })
-          .collect();
-        if !keys.is_empty() {
-          deleted += unlink(conn, &keys).await?;
-        }
+      let (next, keys) = scan_step(conn, &target, &cursor, &full).await?;
+      cursor = next;
+      if !keys.is_empty() {
+        deleted += unlink(conn, &keys).await?;
       }
       if cursor == "0" {
         break;
@@ -847,6 +804,45 @@ pub async fn delete_matching(conn: &Connection, pattern: &str) -> RnResult<i64> 
     }
   }
   Ok(deleted)
+}
+
+/// One SCAN step on `target` (see `Connection::scan_targets`): the next cursor and the
+/// keys found (as stored, with the prefix).
+async fn scan_step(
+  conn: &Connection,
+  target: &Option<(String, u16)>,
+  cursor: &str,
+  pattern: &str,
+) -> RnResult<(String, Vec<String>)> {
+  let mut cmd = redis::cmd("SCAN");
+  cmd
+    .arg(cursor)
+    .arg("MATCH")
+    .arg(pattern)
+    .arg("COUNT")
+    .arg(SCAN_COUNT);
+  let Value::Array(mut parts) = conn.exec_at(target, cmd).await? else {
+    return Err(RnError::internal("unexpected SCAN reply"));
+  };
+  if parts.len() != 2 {
+    return Err(RnError::internal("unexpected SCAN reply"));
+  }
+  let batch = parts.pop().unwrap_or(Value::Nil);
+  let next = match parts.pop() {
+    Some(Value::BulkString(c)) => String::from_utf8_lossy(&c).into_owned(),
+    _ => return Err(RnError::internal("unexpected SCAN cursor")),
+  };
+  let keys = match batch {
+    Value::Array(keys) => keys
+      .into_iter()
+      .filter_map(|k| match k {
+        Value::BulkString(k) => Some(String::from_utf8_lossy(&k).into_owned()),
+        _ => None,
+      })
+      .collect(),
+    _ => Vec::new(),
+  };
+  Ok((next, keys))
 }
 
 async fn unlink(conn: &Connection, keys: &[String]) -> RnResult<i64> {
