@@ -124,16 +124,7 @@ impl Cluster {
         redis::TlsMode::Insecure
       });
       if tls.ca.is_some() || tls.cert.is_some() {
-        builder = builder.certs(redis::TlsCertificates {
-          client_tls: match (&tls.cert, &tls.key) {
-            (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
-              client_cert: cert.clone(),
-              client_key: key.clone(),
-            }),
-            _ => None,
-          },
-          root_cert: tls.ca.clone(),
-        });
+        builder = builder.certs(super::standalone::tls_certificates(tls));
       }
     }
     let client = builder

@@ -881,18 +881,22 @@ pub(super) fn build_client(
       if tls.ca.is_none() && tls.cert.is_none() {
         return redis::Client::open(info).map_err(bad_tls);
       }
-      let certs = redis::TlsCertificates {
-        client_tls: match (&tls.cert, &tls.key) {
-          (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
-            client_cert: cert.clone(),
-            client_key: key.clone(),
-          }),
-          _ => None,
-        },
-        root_cert: tls.ca.clone(),
-      };
-      redis::Client::build_with_tls(info, certs).map_err(bad_tls)
+      redis::Client::build_with_tls(info, tls_certificates(tls)).map_err(bad_tls)
     }
+  }
+}
+
+/// The CA and client certificate of `tls` as redis-rs takes them.
+pub(super) fn tls_certificates(tls: &crate::options::TlsConfig) -> redis::TlsCertificates {
+  redis::TlsCertificates {
+    client_tls: match (&tls.cert, &tls.key) {
+      (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+        client_cert: cert.clone(),
+        client_key: key.clone(),
+      }),
+      _ => None,
+    },
+    root_cert: tls.ca.clone(),
   }
 }
 
