@@ -15,20 +15,7 @@ import {
   isRedisError,
 } from 'nestjs-redis-native';
 import { keySlot, startCluster, type LocalCluster } from './support/cluster';
-import { sleep, uniquePrefix } from './support/redis-server';
-
-/** The workers' results once every call they made has settled; fails (rather than hangs) when one never does. */
-async function settled<T>(workers: Promise<T>[], ms = 15_000): Promise<T[]> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`a call did not settle within ${ms} ms of the load stopping`)), ms);
-  });
-  try {
-    return await Promise.race([Promise.all(workers), late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+import { settled, sleep, uniquePrefix } from './support/redis-server';
 
 let cluster: LocalCluster;
 let client: RedisClient;

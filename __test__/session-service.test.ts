@@ -360,7 +360,7 @@ describe('cluster-ready keys', () => {
     assert.ok(shards.length > 0);
     for (const shard of shards) {
       const ttl = (await raw.command('PTTL', [shard])) as number;
-      assert.ok(ttl > 0 && ttl <= 500, `${shard}: ${ttl}`);
+      assert.ok(ttl > 0 && ttl <= 501, `${shard}: ${ttl}`); // the window (500 ms) from the last activity, rounded up to a whole ms
     }
   });
 

@@ -195,3 +195,16 @@ export async function startRedis(
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** The workers' results once every call they made has settled; fails (rather than hangs) when one never does. */
+export async function settled<T>(workers: Promise<T>[], ms = 15_000): Promise<T[]> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`a call did not settle within ${ms} ms of the load stopping`)), ms);
+  });
+  try {
+    return await Promise.race([Promise.all(workers), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

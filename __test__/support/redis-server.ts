@@ -3,7 +3,7 @@ import { RedisClient, RedisService, type RedisOptions } from 'nestjs-redis-nativ
 import { startCluster, type LocalCluster } from './cluster';
 import { startRedis, type PrivateRedis } from './local-redis';
 
-export { freePort, sleep, startRedis, type PrivateRedis, type ServerTls } from './local-redis';
+export { freePort, settled, sleep, startRedis, type PrivateRedis, type ServerTls } from './local-redis';
 
 // Every script refuses to touch a key that is not in its KEYS, as Redis Cluster requires
 // (strict keys, see CONTRIBUTING.md): read by the addon when a script is first used.
