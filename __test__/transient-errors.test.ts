@@ -306,4 +306,38 @@ describe('a server that becomes a replica (READONLY)', () => {
     assert.equal(await redis.get('ro:later'), 'y');
     await client.close();
   });
+
+  it('reads in flight while the client replaces its connection to a replica get their replies', async () => {
+    const client = await RedisClient.connect({
+      url: server.url,
+      commandTimeoutMs: 600,
+      reconnect: { minDelayMs: 10, maxDelayMs: 40 },
+    });
+    const redis = new RedisService(client);
+    await new RedisService(admin).command('REPLICAOF', ['127.0.0.1', String(master.port)]);
+    await waitUntilReplicaSynced();
+    const reconnectsBefore = client.metrics().reconnects;
+    // each READONLY answer makes the client open a new connection and switch to it
+    const write = redis.set('ro:w2', 'x').then(
+      () => 'written',
+      (e: unknown) => (isRedisError(e) ? e.code : 'other'),
+    );
+    let reads = 0;
+    const failures: string[] = [];
+    const until = Date.now() + 500;
+    while (Date.now() < until) {
+      const batch = Array.from({ length: 50 }, () =>
+        redis.get('ro:k').then(
+          () => reads++,
+          (e: unknown) => failures.push(e instanceof Error ? e.message : String(e)),
+        ),
+      );
+      await Promise.all(batch);
+    }
+    assert.equal(await write, 'ERR_REDIS_CONNECTION', 'the write is refused: the server stayed a replica');
+    assert.ok(client.metrics().reconnects > reconnectsBefore, 'the connection was replaced');
+    assert.deepEqual(failures, [], `${reads} reads answered`);
+    await new RedisService(admin).command('REPLICAOF', ['NO', 'ONE']);
+    await client.close();
+  });
 });

@@ -129,6 +129,9 @@ struct Inner {
   /// Registered for the end-of-tick flush.
   flush_scheduled: bool,
   refreshing: bool,
+  /// Connections replaced (after READONLY or a Sentinel switch) that still owe replies
+  /// to calls made on them: read until those are answered, then closed.
+  draining: Vec<Wire>,
   readonly_streak: u32,
   last_readonly: Option<Instant>,
 }
@@ -210,6 +213,7 @@ impl EventLoop {
         timer_at: None,
         flush_scheduled: false,
         refreshing: false,
+        draining: Vec::new(),
         readonly_streak: 0,
         last_readonly: None,
       }),
@@ -670,56 +674,8 @@ impl Shared {
       return;
     };
     let generation = wire.generation;
-    let outcome = wire.transport.read_some(&mut wire.inbuf);
-    wire.last_io = Instant::now();
-    let mut failure = match outcome {
-      Ok(ReadState::Open) => None,
-      Ok(ReadState::Closed) => Some(RnError::connection("the server closed the connection")),
-      Err(e) => Some(RnError::connection(e.to_string())),
-    };
-    // hand out every complete reply, even when the socket just closed behind them
-    loop {
-      match resp::parse(&wire.inbuf[wire.read_at..]) {
-        Ok(Some((value, used))) => {
-          wire.read_at += used;
-          let Some(front) = wire.pending.front_mut() else {
-            failure = Some(RnError::connection(
-              "the server sent a reply nobody asked for",
-            ));
-            break;
-          };
-          front.got.push(value);
-          if front.got.len() >= front.expect {
-            let done = wire.pending.pop_front();
-            if let Some(Pending {
-              slot: Some(slot),
-              got,
-              ..
-            }) = done
-            {
-              slot.fill(Ok(got));
-            }
-          }
-        }
-        Ok(None) => break,
-        Err(e) => {
-          failure = Some(e);
-          break;
-        }
-      }
-    }
-    if wire.read_at == wire.inbuf.len() {
-      wire.inbuf.clear();
-      wire.read_at = 0;
-    } else if wire.read_at > 64 * 1024 {
-      wire.inbuf.drain(..wire.read_at);
-      wire.read_at = 0;
-    }
-    let next_deadline = wire
-      .pending
-      .iter()
-      .find(|p| p.slot.as_ref().is_none_or(|s| !s.is_filled()))
-      .map(|p| p.deadline);
+    let failure = read_replies(wire);
+    let next_deadline = next_deadline(wire);
     drop(inner);
     if let Some(e) = failure {
       let e = e.context(&format!(
@@ -741,6 +697,31 @@ impl Shared {
     if let Err(e) = self.write_out(wire) {
       drop(inner);
       self.lost(generation, RnError::connection(e.to_string()));
+    }
+  }
+
+  /// An event on a replaced connection that still owes replies: reads them, and closes
+  /// it once every call made on it has its reply (or it breaks).
+  fn on_draining(&self, handle: *mut uv::Handle, status: c_int, events: c_int) {
+    let mut inner = self.inner.borrow_mut();
+    let Some(i) = inner.draining.iter().position(|w| w.poll == handle) else {
+      return;
+    };
+    let wire = &mut inner.draining[i];
+    let mut failure = (status < 0).then(|| format!("socket error (libuv {status})"));
+    if failure.is_none() && events & uv::UV_WRITABLE != 0 {
+      failure = self.write_out(wire).err().map(|e| e.to_string());
+    }
+    if failure.is_none() && events & uv::UV_READABLE != 0 {
+      failure = read_replies(wire).map(|e| e.message);
+    }
+    if failure.is_some() || !owes_replies(wire) {
+      let wire = inner.draining.swap_remove(i);
+      drop(inner);
+      self.retire(wire, replaced(failure));
+    } else if let Some(d) = next_deadline(wire) {
+      drop(inner);
+      self.arm_timer(d);
     }
   }
 
@@ -774,6 +755,32 @@ impl Shared {
     {
       let mut inner = self.inner.borrow_mut();
       inner.timer_at = None;
+      // replaced connections: calls past their deadline time out; done ones close
+      let mut done = Vec::new();
+      for (i, wire) in inner.draining.iter_mut().enumerate() {
+        for p in wire.pending.iter_mut().filter(|p| is_live(p)) {
+          if p.deadline > now {
+            next = Some(next.map_or(p.deadline, |n: Instant| n.min(p.deadline)));
+          } else if let Some(slot) = &p.slot {
+            slot.fill(Err(RnError::timeout(format!(
+              "Redis at {} did not reply within {} ms (commandTimeoutMs)",
+              self.config.address(),
+              timeout.as_millis()
+            ))));
+          }
+        }
+        if !owes_replies(wire) {
+          done.push(i);
+        }
+      }
+      let done: Vec<Wire> = done
+        .into_iter()
+        .rev()
+        .map(|i| inner.draining.swap_remove(i))
+        .collect();
+      for wire in done {
+        self.retire(wire, replaced(None));
+      }
       let ping = self.config.ping_interval;
       if let State::Connected(wire) = &mut inner.state {
         for p in wire.pending.iter_mut() {
@@ -874,8 +881,9 @@ impl Shared {
     Ok(())
   }
 
-  /// Switches to a new connection (after READONLY); calls in flight on the old one get
-  /// their replies... unless it is closed: they fail with the connection code.
+  /// Switches to a new connection (after READONLY or a Sentinel switch). Calls made on
+  /// the old one still get their replies from it (it is read until they have them, or
+  /// until their deadlines); new calls go to the new one.
   fn replace(&self, transport: Transport) {
     self.link.store(0, Ordering::Release);
     let old = {
@@ -883,10 +891,18 @@ impl Shared {
       std::mem::replace(&mut inner.state, State::Closed)
     };
     if let State::Connected(wire) = old {
-      self.retire(
-        *wire,
-        RnError::connection("the connection was replaced (the server became a replica)"),
-      );
+      let mut wire = *wire;
+      // what was queued on it this tick is sent there: its calls wait for its replies
+      let written = self.write_out(&mut wire);
+      if written.is_ok() && owes_replies(&wire) {
+        let deadline = next_deadline(&wire);
+        self.inner.borrow_mut().draining.push(wire);
+        if let Some(d) = deadline {
+          self.arm_timer(d);
+        }
+      } else {
+        self.retire(wire, replaced(written.err().map(|e| e.to_string())));
+      }
     }
     if let Err(e) = self.install(transport) {
       self.inner.borrow_mut().state = State::Reconnecting {
@@ -959,11 +975,19 @@ impl Shared {
       return;
     }
     self.link.store(0, Ordering::Release);
-    let (old, timer) = {
+    let (old, timer, draining) = {
       let mut inner = self.inner.borrow_mut();
       let timer = std::mem::replace(&mut inner.timer, std::ptr::null_mut());
-      (std::mem::replace(&mut inner.state, State::Closed), timer)
+      let draining = std::mem::take(&mut inner.draining);
+      (
+        std::mem::replace(&mut inner.state, State::Closed),
+        timer,
+        draining,
+      )
     };
+    for wire in draining {
+      self.retire(wire, RnError::closed());
+    }
     if let State::Connected(wire) = old {
       let mut wire = *wire;
       // what is written is sent: calls already made get their replies if they come
@@ -1123,6 +1147,85 @@ fn scrub(mut err: RnError, cfg: &ClientConfig) -> RnError {
 }
 
 /// The connection a uv handle belongs to.
+/// Reads what `wire`'s server sent and hands every complete reply to its call; returns
+/// what ended the connection, if something did.
+fn read_replies(wire: &mut Wire) -> Option<RnError> {
+  let outcome = wire.transport.read_some(&mut wire.inbuf);
+  wire.last_io = Instant::now();
+  let mut failure = match outcome {
+    Ok(ReadState::Open) => None,
+    Ok(ReadState::Closed) => Some(RnError::connection("the server closed the connection")),
+    Err(e) => Some(RnError::connection(e.to_string())),
+  };
+  // hand out every complete reply, even when the socket just closed behind them
+  loop {
+    match resp::parse(&wire.inbuf[wire.read_at..]) {
+      Ok(Some((value, used))) => {
+        wire.read_at += used;
+        let Some(front) = wire.pending.front_mut() else {
+          failure = Some(RnError::connection(
+            "the server sent a reply nobody asked for",
+          ));
+          break;
+        };
+        front.got.push(value);
+        if front.got.len() >= front.expect {
+          let done = wire.pending.pop_front();
+          if let Some(Pending {
+            slot: Some(slot),
+            got,
+            ..
+          }) = done
+          {
+            slot.fill(Ok(got));
+          }
+        }
+      }
+      Ok(None) => break,
+      Err(e) => {
+        failure = Some(e);
+        break;
+      }
+    }
+  }
+  if wire.read_at == wire.inbuf.len() {
+    wire.inbuf.clear();
+    wire.read_at = 0;
+  } else if wire.read_at > 64 * 1024 {
+    wire.inbuf.drain(..wire.read_at);
+    wire.read_at = 0;
+  }
+  failure
+}
+
+/// The error of calls still waiting on a replaced connection when it closes.
+fn replaced(why: Option<String>) -> RnError {
+  match why {
+    Some(why) => RnError::connection(format!(
+      "the connection being replaced broke before its calls were answered: {why}"
+    )),
+    None => RnError::connection("the connection was replaced"),
+  }
+}
+
+/// Whether a call made on `p` still waits for its reply (the keep-alive PING counts).
+fn is_live(p: &Pending) -> bool {
+  p.slot.as_ref().is_none_or(|s| !s.is_filled())
+}
+
+/// Whether a caller still waits for a reply on `wire` (the keep-alive PING does not count).
+fn owes_replies(wire: &Wire) -> bool {
+  wire
+    .pending
+    .iter()
+    .any(|p| p.slot.as_ref().is_some_and(|s| !s.is_filled()))
+}
+
+/// The deadline of the first call on `wire` still waiting for its reply.
+fn next_deadline(wire: &Wire) -> Option<Instant> {
+  wire.pending.iter().find(|p| is_live(p)).map(|p| p.deadline)
+}
+
 fn shared_of(handle: *mut uv::Handle) -> Option<Arc<Shared>> {
   let uv = Uv::get()?;
   let id = unsafe { (uv.get_data)(handle) } as usize as u64;
@@ -1134,6 +1237,11 @@ unsafe extern "C" fn on_poll(handle: *mut uv::Handle, status: c_int, events: c_i
     return;
   };
   in_callback(shared.env, || {
+    let current = matches!(&shared.inner.borrow().state, State::Connected(w) if w.poll == handle);
+    if !current {
+      shared.on_draining(handle, status, events);
+      return;
+    }
     if status < 0 {
       let generation = match &shared.inner.borrow().state {
         State::Connected(w) if w.poll == handle => Some(w.generation),
