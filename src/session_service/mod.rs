@@ -440,7 +440,7 @@ impl SessionService {
         version.clone().into_bytes(),
       ];
       argv.extend(json_fields::field_args("", f.fields));
-      Ok((id, user, family, version, argv))
+      Ok((id, user, family, version, argv, args::millis(ttl)))
     })();
     let layout = self.layout();
     let max = self.max_per_user.to_string();
@@ -448,16 +448,18 @@ impl SessionService {
       env,
       self.conn.traces(),
       parsed,
-      move |(id, user, family, version, argv)| async move {
+      move |(id, user, family, version, argv, ttl_ms)| async move {
         let l = layout;
-        let reply = array_of(
-          CREATE.run(&l.conn, &[l.session(&id)], &argv).await?,
-          "create.lua",
-        )?;
-        let text = |i: usize| reply.get(i).and_then(text_of);
-        let (now, expiry) = (text(0).unwrap_or_default(), text(1).unwrap_or_default());
-        // the session replaced leaves its previous user's index
-        let moved = async {
+        // the three steps go out together (one round trip): the session's, the user's
+        // (its index entry expires `ttl` after its own clock reading, a few µs after the
+        // session's) and the online shard's
+        let written = async {
+          let reply = array_of(
+            CREATE.run(&l.conn, &[l.session(&id)], &argv).await?,
+            "create.lua",
+          )?;
+          let text = |i: usize| reply.get(i).and_then(text_of);
+          // the session replaced leaves its previous user's index
           match text(2).filter(|previous| *previous != user) {
             Some(previous) => {
               let old = [(id.clone(), text(3).unwrap_or_default())];
@@ -472,6 +474,7 @@ impl SessionService {
             return Ok(Vec::new());
           }
           let token_base = l.token_base(&user);
+          let expiry = format!("+{ttl_ms}");
           let argv: [&str; 8] = [
             &id,
             &version,
@@ -491,9 +494,9 @@ impl SessionService {
           if user.is_empty() {
             return Ok(());
           }
-          l.mark_online(&user, "add", &now).await
+          l.mark_online(&user, "add", "").await
         };
-        let ((), evicted, ()) = futures_util::future::try_join3(moved, indexed, online).await?;
+        let ((), evicted, ()) = futures_util::future::try_join3(written, indexed, online).await?;
         // the sessions evicted are deleted (unless re-created since)
         l.drop_sessions(&evicted).await?;
         Ok(evicted.into_iter().map(|(id, _)| id).collect())
