@@ -361,6 +361,36 @@ describe('ordering and concurrency', () => {
     );
   });
 
+  it('calls made from timers, immediates, I/O callbacks and microtasks reach the server in the order they were made', async () => {
+    const made: number[] = [];
+    const calls: Promise<unknown>[] = [];
+    const push = (i: number) => {
+      made.push(i);
+      calls.push(redis.command('RPUSH', ['order:turns', i]));
+    };
+    const scheduled: Promise<void>[] = [];
+    for (let i = 0; i < 400; i++) {
+      const how = i % 5;
+      scheduled.push(
+        new Promise<void>((resolve) => {
+          const run = () => {
+            push(i);
+            resolve();
+          };
+          if (how === 0) setImmediate(run);
+          else if (how === 1) setTimeout(run, 0);
+          else if (how === 2) queueMicrotask(run);
+          else if (how === 3) process.nextTick(run);
+          else void redis.ping().then(run); // after a reply: in the callback of the socket
+        }),
+      );
+    }
+    await Promise.all(scheduled);
+    await Promise.all(calls);
+    const stored = (await redis.command('LRANGE', ['order:turns', 0, -1])) as string[];
+    assert.deepEqual(stored, made.map(String));
+  });
+
   it('single commands and pipelines issued together keep their order', async () => {
     const first = redis.set('order:k', 'one');
     const piped = redis.pipeline([

@@ -166,6 +166,13 @@ unsafe impl Sync for Shared {}
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// This JS thread's handles that run the flush in the loop's check phase.
+struct FlushHandles {
+  check: *mut uv::Handle,
+  idle: *mut uv::Handle,
+  env: sys::napi_env,
+}
+
 thread_local! {
   /// Connections of this JS thread with output to flush at the end of the tick.
   static DIRTY: RefCell<Vec<Weak<Shared>>> = const { RefCell::new(Vec::new()) };
@@ -173,6 +180,11 @@ thread_local! {
   static FLUSH: RefCell<Option<(sys::napi_ref, sys::napi_ref)>> = const { RefCell::new(None) };
   /// The async context of this thread's callbacks.
   static ASYNC: RefCell<Option<(sys::napi_ref, sys::napi_async_context)>> = const { RefCell::new(None) };
+  /// The check and idle handles of the flush (see `start_flush_handles`).
+  static FLUSH_HANDLES: RefCell<Option<FlushHandles>> = const { RefCell::new(None) };
+  /// Flush at the end of the JS tick instead (NESTJS_REDIS_NATIVE_FLUSH=tick).
+  static FLUSH_AT_TICK: std::cell::Cell<bool> =
+    std::cell::Cell::new(std::env::var("NESTJS_REDIS_NATIVE_FLUSH").as_deref() == Ok("tick"));
   /// Connections live on this thread, by id (handles point to them by id).
   static LIVE: RefCell<std::collections::HashMap<u64, Weak<Shared>>> = RefCell::new(std::collections::HashMap::new());
 }
@@ -651,14 +663,16 @@ impl Shared {
     }
   }
 
-  /// Queues this connection for the flush at the end of the current JS tick.
+  /// Queues this connection for the flush once the event loop has run the callbacks of
+  /// this turn (its check phase, as `setImmediate`): the calls of every request that came
+  /// in together go out in one write, and their replies come back in one read.
   fn schedule_flush(&self) {
     let first = DIRTY.with(|d| {
       let mut d = d.borrow_mut();
       d.push(self.me());
       d.len() == 1
     });
-    if first {
+    if first && !start_flush_handles(self) {
       if let Err(e) = queue_flush_microtask(self.env) {
         // cannot schedule: flush now rather than leave commands unsent
         let _ = e;
@@ -999,7 +1013,15 @@ impl Shared {
       unsafe { (self.uv.timer_stop)(timer) };
       self.uv.close_and_free(timer, uv::UV_TIMER);
     }
-    LIVE.with(|l| l.borrow_mut().remove(&self.id));
+    let last = LIVE.with(|l| {
+      let mut l = l.borrow_mut();
+      l.remove(&self.id);
+      l.is_empty()
+    });
+    if last {
+      flush_dirty(); // nothing may stay queued on a handle about to close
+      close_flush_handles(self.uv);
+    }
     self.emit(EventKind::End, serde_json::json!({ "reason": "closed" }));
     self.events.clear();
   }
@@ -1319,6 +1341,72 @@ unsafe fn open_callback_scope(env: sys::napi_env) -> Option<sys::napi_callback_s
   let mut scope = std::ptr::null_mut();
   let status = unsafe { sys::napi_open_callback_scope(env, object, context, &mut scope) };
   (status == sys::Status::napi_ok).then_some(scope)
+}
+
+/// Starts this thread's check handle (created on first use), which flushes the connections
+/// with output, and its idle handle, which keeps the loop from waiting for I/O before it.
+/// False when the handles cannot be used (the flush then runs at the end of the tick).
+fn start_flush_handles(shared: &Shared) -> bool {
+  if FLUSH_AT_TICK.with(|t| t.get()) {
+    return false;
+  }
+  FLUSH_HANDLES.with(|h| {
+    let mut h = h.borrow_mut();
+    if h.is_none() {
+      let uv = shared.uv;
+      let check = uv.alloc(uv::UV_CHECK);
+      let idle = uv.alloc(uv::UV_IDLE);
+      let ok = unsafe {
+        (uv.check_init)(shared.uv_loop, check) == 0 && (uv.idle_init)(shared.uv_loop, idle) == 0
+      };
+      if !ok {
+        // (never seen: libuv's init of these cannot fail) not closable, so left as is;
+        // this thread flushes at the end of each tick from now on
+        FLUSH_AT_TICK.with(|t| t.set(true));
+        return false;
+      }
+      unsafe {
+        (uv.unref)(check);
+        (uv.unref)(idle);
+      }
+      *h = Some(FlushHandles {
+        check,
+        idle,
+        env: shared.env,
+      });
+    }
+    let Some(handles) = h.as_ref() else {
+      return false;
+    };
+    unsafe {
+      (shared.uv.check_start)(handles.check, on_check) == 0
+        && (shared.uv.idle_start)(handles.idle, on_idle) == 0
+    }
+  })
+}
+
+/// Closes this thread's flush handles (its last connection closed).
+fn close_flush_handles(uv: &Uv) {
+  if let Some(handles) = FLUSH_HANDLES.with(|h| h.borrow_mut().take()) {
+    uv.close_and_free(handles.check, uv::UV_CHECK);
+    uv.close_and_free(handles.idle, uv::UV_IDLE);
+  }
+}
+
+unsafe extern "C" fn on_idle(_handle: *mut uv::Handle) {}
+
+unsafe extern "C" fn on_check(_handle: *mut uv::Handle) {
+  let Some(uv) = Uv::get() else { return };
+  let Some((check, idle, env)) =
+    FLUSH_HANDLES.with(|h| h.borrow().as_ref().map(|h| (h.check, h.idle, h.env)))
+  else {
+    return;
+  };
+  unsafe {
+    (uv.check_stop)(check);
+    (uv.idle_stop)(idle);
+  }
+  in_callback(env, flush_dirty);
 }
 
 /// Asks JS to run `flush_callback` at the end of the current tick.

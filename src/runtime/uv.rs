@@ -12,6 +12,8 @@ pub type Loop = c_void;
 pub type Handle = c_void;
 
 /// `uv_handle_type` values (stable across libuv 1.x).
+pub const UV_CHECK: c_int = 2;
+pub const UV_IDLE: c_int = 6;
 pub const UV_POLL: c_int = 8;
 pub const UV_TIMER: c_int = 13;
 
@@ -26,6 +28,8 @@ pub type Socket = usize;
 
 pub type PollCb = unsafe extern "C" fn(*mut Handle, c_int, c_int);
 pub type TimerCb = unsafe extern "C" fn(*mut Handle);
+/// The callback of a check or idle handle.
+pub type LoopCb = unsafe extern "C" fn(*mut Handle);
 pub type CloseCb = unsafe extern "C" fn(*mut Handle);
 
 /// The libuv functions, resolved once.
@@ -36,6 +40,12 @@ pub struct Uv {
   pub timer_init: unsafe extern "C" fn(*mut Loop, *mut Handle) -> c_int,
   pub timer_start: unsafe extern "C" fn(*mut Handle, TimerCb, u64, u64) -> c_int,
   pub timer_stop: unsafe extern "C" fn(*mut Handle) -> c_int,
+  pub check_init: unsafe extern "C" fn(*mut Loop, *mut Handle) -> c_int,
+  pub check_start: unsafe extern "C" fn(*mut Handle, LoopCb) -> c_int,
+  pub check_stop: unsafe extern "C" fn(*mut Handle) -> c_int,
+  pub idle_init: unsafe extern "C" fn(*mut Loop, *mut Handle) -> c_int,
+  pub idle_start: unsafe extern "C" fn(*mut Handle, LoopCb) -> c_int,
+  pub idle_stop: unsafe extern "C" fn(*mut Handle) -> c_int,
   pub close: unsafe extern "C" fn(*mut Handle, CloseCb),
   pub unref: unsafe extern "C" fn(*mut Handle),
   pub set_data: unsafe extern "C" fn(*mut Handle, *mut c_void),
@@ -93,6 +103,12 @@ fn load() -> Option<Uv> {
     timer_init: func!("uv_timer_init": unsafe extern "C" fn(*mut Loop, *mut Handle) -> c_int),
     timer_start: func!("uv_timer_start": unsafe extern "C" fn(*mut Handle, TimerCb, u64, u64) -> c_int),
     timer_stop: func!("uv_timer_stop": unsafe extern "C" fn(*mut Handle) -> c_int),
+    check_init: func!("uv_check_init": unsafe extern "C" fn(*mut Loop, *mut Handle) -> c_int),
+    check_start: func!("uv_check_start": unsafe extern "C" fn(*mut Handle, LoopCb) -> c_int),
+    check_stop: func!("uv_check_stop": unsafe extern "C" fn(*mut Handle) -> c_int),
+    idle_init: func!("uv_idle_init": unsafe extern "C" fn(*mut Loop, *mut Handle) -> c_int),
+    idle_start: func!("uv_idle_start": unsafe extern "C" fn(*mut Handle, LoopCb) -> c_int),
+    idle_stop: func!("uv_idle_stop": unsafe extern "C" fn(*mut Handle) -> c_int),
     close: func!("uv_close": unsafe extern "C" fn(*mut Handle, CloseCb)),
     unref: func!("uv_unref": unsafe extern "C" fn(*mut Handle)),
     set_data: func!("uv_handle_set_data": unsafe extern "C" fn(*mut Handle, *mut c_void)),
