@@ -180,6 +180,17 @@ export declare class PubSubService {
   psubscribe(pattern: string, handler: (message: any, channel: string, pattern: string) => unknown, options?: SubscribeOptions): Promise<Subscription>
 }
 
+/** One limit of a `RateLimitService`, its options read once (`rateLimit.limiter(options)`). */
+export declare class RateLimiter {
+  /**
+   * Counts a request against `key` under this limit: `consume(key, options)` with this
+   * limit's options.
+   */
+  consume(key: string): Promise<RateLimitResult>
+  /** What `consume` would answer now for `key`, without counting anything. */
+  status(key: string): Promise<RateLimitResult>
+}
+
 /** Rate limits, exact under concurrency. */
 export declare class RateLimitService {
   /** `new RateLimitService(client, { onRedisError? })`. */
@@ -205,6 +216,13 @@ export declare class RateLimitService {
   consumeAll(limits: RateLimitCheck[]): Promise<RateLimitAllResult>
   /** What `consume` would answer now, without counting anything. */
   status(key: string, options: RateLimitOptions): Promise<RateLimitResult>
+  /**
+   * One limit with its options checked once, for the calls that use it again and again
+   * (a route's limit, say): `const perIp = rateLimit.limiter({ limit: 100,
+   * windowSeconds: 60 })`, then `await perIp.consume(ip)`. Same results as `consume(key,
+   * options)`, with less work per call. Bad options throw `ERR_INVALID_ARGUMENT` here.
+   */
+  limiter(options: RateLimitOptions): RateLimiter
   /** Forgets everything counted for `key`, under every algorithm. */
   reset(key: string): Promise<void>
 }

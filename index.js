@@ -841,6 +841,7 @@ module.exports.IdempotencyService = nativeBinding.IdempotencyService
 module.exports.Lock = nativeBinding.Lock
 module.exports.LockService = nativeBinding.LockService
 module.exports.PubSubService = nativeBinding.PubSubService
+module.exports.RateLimiter = nativeBinding.RateLimiter
 module.exports.RateLimitService = nativeBinding.RateLimitService
 module.exports.RedisClient = nativeBinding.RedisClient
 module.exports.RedisService = nativeBinding.RedisService

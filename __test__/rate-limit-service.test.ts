@@ -22,6 +22,8 @@ after(async () => {
 
 const any = (v: unknown) => v as any;
 const fresh = () => `k-${randomUUID()}`;
+/** `limiter.limiter(options)`: one limit with its options read once. */
+const limitOf = (options: RateLimitOptions) => limiter.limiter(options);
 const algorithms = ['sliding-window-counter', 'fixed-window', 'sliding-window', 'token-bucket'] as const;
 
 describe('checkRateLimit', () => {
@@ -185,6 +187,59 @@ describe('consumeAll: one request against several limits', () => {
     }
     const { key, ...options } = ok;
     assert.equal((await limiter.status(key, options)).remaining, 1);
+  });
+});
+
+describe('limiter: one limit with its options read once', () => {
+  it('counts under the same key as consume(key, options) and answers alike', async () => {
+    const key = fresh();
+    const options: RateLimitOptions = { limit: 3, windowSeconds: 60 };
+    const perKey = limitOf(options);
+    const first = await perKey.consume(key);
+    const second = await limiter.consume(key, options);
+    assert.deepEqual([first.allowed, first.remaining, first.limit], [true, 2, 3]);
+    assert.deepEqual([second.allowed, second.remaining], [true, 1]);
+    assert.equal((await perKey.consume(key)).allowed, true);
+    const refused = await perKey.consume(key);
+    assert.equal(refused.allowed, false);
+    assert.ok(refused.retryAfterMs > 0);
+    const [mine, theirs] = [await perKey.status(key), await limiter.status(key, options)];
+    assert.deepEqual([mine.allowed, mine.remaining, mine.limit], [theirs.allowed, theirs.remaining, theirs.limit]);
+  });
+
+  for (const algorithm of algorithms) {
+    it(`${algorithm}: 200 concurrent consumes against a limit of 50 allow exactly 50`, async () => {
+      const perKey = limitOf({ limit: 50, windowSeconds: 60, algorithm });
+      const key = fresh();
+      const outcomes = await Promise.all(Array.from({ length: 200 }, () => perKey.consume(key)));
+      assert.equal(outcomes.filter((o) => o.allowed).length, 50);
+    });
+  }
+
+  it('reads its options once: changing the object afterwards changes nothing', async () => {
+    const options = { limit: 1, windowSeconds: 60 };
+    const perKey = limitOf(options);
+    options.limit = 100;
+    const key = fresh();
+    assert.equal((await perKey.consume(key)).allowed, true);
+    assert.equal((await perKey.consume(key)).allowed, false);
+  });
+
+  it('bad options throw ERR_INVALID_ARGUMENT when it is made; a bad key rejects with it', async () => {
+    for (const bad of [
+      undefined,
+      {},
+      { limit: 0, windowSeconds: 1 },
+      { limit: 1 },
+      { limit: 1, windowSeconds: 1, algorithm: 'x' },
+      { limit: 1, windowSeconds: 1, extra: 1 },
+    ]) {
+      assert.throws(() => limitOf(any(bad)), { code: 'ERR_INVALID_ARGUMENT' }, JSON.stringify(bad));
+    }
+    const perKey = limitOf({ limit: 1, windowSeconds: 60 });
+    for (const key of [any(''), any(undefined), any(5)]) {
+      await assert.rejects(perKey.consume(key), { code: 'ERR_INVALID_ARGUMENT' });
+    }
   });
 });
 

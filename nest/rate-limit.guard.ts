@@ -9,7 +9,7 @@ import {
   Optional,
 } from '@nestjs/common';
 import { HttpAdapterHost, Reflector } from '@nestjs/core';
-import { RateLimitService, type RateLimitCheck, type RateLimitResult } from 'nestjs-redis-native';
+import { RateLimitService, type RateLimiter, type RateLimitResult } from 'nestjs-redis-native';
 import type { RateLimitRule } from './rate-limit.decorator';
 import { RATE_LIMIT_GUARD_OPTIONS, RATE_LIMITS, SKIP_RATE_LIMIT } from './redis.constants';
 import { describeError, isOutage } from './redis.errors';
@@ -21,6 +21,8 @@ interface PreparedRule {
   base: string;
   options: Omit<RateLimitRule, 'key'>;
   key: RateLimitRule['key'];
+  /** The limit with its options read once (what a route with one limit consumes). */
+  limiter: RateLimiter;
 }
 
 /** Marks a request already counted (the guard may run more than once for it). */
@@ -67,24 +69,24 @@ export class RateLimitGuard implements CanActivate {
     const rules = this.rulesOf(context.getClass(), context.getHandler());
     if (rules.length === 0) return true;
 
-    const checks: RateLimitCheck[] = [];
-    for (const { base, options, key } of rules) {
+    const keys: string[] = [];
+    for (const { base, key } of rules) {
       // a key function that gives nothing usable falls back to the IP (marked, so it is never mistaken for a key)
       const who = key ? ((await whoFrom(key, context)) ?? `ip:${clientIp(req)}`) : clientIp(req);
-      checks.push({ ...options, key: base + who });
+      keys.push(base + who);
     }
 
     let results: RateLimitResult[];
     try {
-      // one limit: `consume` (same answer, less to build); several: counted together
+      // one limit: its limiter (options read once); several: counted together
       results =
-        checks.length === 1
-          ? [await this.limiter.consume(checks[0]!.key, rules[0]!.options)]
-          : (await this.limiter.consumeAll(checks)).results;
+        rules.length === 1
+          ? [await rules[0]!.limiter.consume(keys[0]!)]
+          : (await this.limiter.consumeAll(rules.map((r, i) => ({ ...r.options, key: keys[i]! })))).results;
     } catch (error) {
       if (!isOutage(error)) throw error;
       // Redis went away between counting and refunding: the outage policy of the rules decides.
-      const open = checks.every((c) => (c.onRedisError ?? this.options.onRedisError) === 'fail-open');
+      const open = rules.every((r) => (r.options.onRedisError ?? this.options.onRedisError) === 'fail-open');
       return this.outage(describeError(error), open, context);
     }
 
@@ -129,7 +131,8 @@ export class RateLimitGuard implements CanActivate {
       const route = `${cls.name}.${handler.name}`;
       const add = (rule: RateLimitRule, scope: string) => {
         const { key, ...options } = rule;
-        rules!.push({ base: `${scope}:${options.limit}/${options.windowSeconds}:`, options, key });
+        const limiter = this.limiter.limiter(options);
+        rules!.push({ base: `${scope}:${options.limit}/${options.windowSeconds}:`, options, key, limiter });
       };
       ((Reflect.getMetadata(RATE_LIMITS, cls) ?? []) as RateLimitRule[]).forEach((r, i) => add(r, `${cls.name}#${i}`));
       ((Reflect.getMetadata(RATE_LIMITS, handler) ?? []) as RateLimitRule[]).forEach((r, i) => add(r, `${route}#${i}`));

@@ -309,8 +309,9 @@ pub fn options_object(
 }
 
 /// The fast path of `options_object` (it runs on every call of a hot method): reads the
-/// known properties by name; `None` when the object has others (or is not a plain
-/// object), so the slow path can name the unknown one.
+/// object's own properties, each once; `None` when one of them is not a known option (or
+/// the value is not a plain object), so the slow path can name the unknown one. Known
+/// options a class instance has as getters on its prototype are read all the same.
 fn known_properties(
   v: &Unknown,
   what: &str,
@@ -340,48 +341,105 @@ fn known_properties(
     }
   }
   let mut map = serde_json::Map::new();
-  let mut seen = 0u32;
-  for name in known {
-    let Ok(cname) = std::ffi::CString::new(*name) else {
-      continue;
+  let mut own = Vec::with_capacity(count as usize);
+  for i in 0..count {
+    let mut key = std::ptr::null_mut();
+    if unsafe { sys::napi_get_element(raw_env, names, i, &mut key) } != sys::Status::napi_ok {
+      return Ok(None);
+    }
+    let mut buf = [0u8; 64];
+    let mut len = 0usize;
+    let status = unsafe {
+      sys::napi_get_value_string_utf8(raw_env, key, buf.as_mut_ptr().cast(), buf.len(), &mut len)
     };
-    let mut present = false;
-    unsafe { sys::napi_has_named_property(raw_env, obj, cname.as_ptr(), &mut present) };
-    if !present {
-      continue;
-    }
-    let mut enumerable = false;
-    unsafe { sys::napi_has_own_property(raw_env, obj, js_string(raw_env, name), &mut enumerable) };
-    if enumerable {
-      seen += 1;
-    }
+    // not a string, or longer than any option: the slow path says which
+    let Some(name) = known.iter().find(|k| {
+      status == sys::Status::napi_ok && len < buf.len() - 1 && k.as_bytes() == &buf[..len]
+    }) else {
+      return Ok(None);
+    };
     let mut item = std::ptr::null_mut();
-    let status = unsafe { sys::napi_get_named_property(raw_env, obj, cname.as_ptr(), &mut item) };
-    if status != sys::Status::napi_ok {
-      // a getter that throws: a bad option, not an exception escaping the call
-      clear_exception(raw_env);
-      return Err(RnError::invalid(format!(
-        "{what}.{name} could not be read (its getter threw)"
-      )));
+    if unsafe { sys::napi_get_property(raw_env, obj, key, &mut item) } != sys::Status::napi_ok {
+      return Err(getter_threw(raw_env, what, name));
     }
-    let item = unsafe { Unknown::from_raw_unchecked(raw_env, item) };
-    if type_of(&item) == ValueType::Undefined {
-      continue;
-    }
-    map.insert(
-      (*name).to_string(),
-      json_value_at(&item, &format!("{what}.{name}"), 1)?,
-    );
+    own.push(*name);
+    put_option(&mut map, raw_env, item, what, name)?;
   }
-  // own enumerable properties that are not known options: the slow path names them;
-  // known ones found elsewhere (getters of a class instance) are read all the same
-  Ok((seen >= count).then_some(map))
+  if own.len() < known.len() && !is_plain_object(raw_env, obj) {
+    // a class instance: known options may be getters on its prototype
+    for name in known.iter().filter(|n| !own.contains(n)) {
+      let Ok(cname) = std::ffi::CString::new(*name) else {
+        continue;
+      };
+      let mut present = false;
+      unsafe { sys::napi_has_named_property(raw_env, obj, cname.as_ptr(), &mut present) };
+      if !present {
+        continue;
+      }
+      let mut item = std::ptr::null_mut();
+      let status = unsafe { sys::napi_get_named_property(raw_env, obj, cname.as_ptr(), &mut item) };
+      if status != sys::Status::napi_ok {
+        return Err(getter_threw(raw_env, what, name));
+      }
+      put_option(&mut map, raw_env, item, what, name)?;
+    }
+  }
+  Ok(Some(map))
 }
 
-fn js_string(env: sys::napi_env, s: &str) -> sys::napi_value {
-  let mut out = std::ptr::null_mut();
-  unsafe { sys::napi_create_string_utf8(env, s.as_ptr().cast(), s.len() as isize, &mut out) };
-  out
+/// A getter that throws: a bad option, not an exception escaping the call.
+fn getter_threw(env: sys::napi_env, what: &str, name: &str) -> RnError {
+  clear_exception(env);
+  RnError::invalid(format!(
+    "{what}.{name} could not be read (its getter threw)"
+  ))
+}
+
+/// Adds option `name` (a JS value) to `map`; `undefined` is left out.
+fn put_option(
+  map: &mut serde_json::Map<String, serde_json::Value>,
+  env: sys::napi_env,
+  item: sys::napi_value,
+  what: &str,
+  name: &str,
+) -> RnResult<()> {
+  let item = unsafe { Unknown::from_raw_unchecked(env, item) };
+  let value = match type_of(&item) {
+    ValueType::Undefined => return Ok(()),
+    // the common cases, without building the option's path for error messages
+    ValueType::Number => match unsafe { item.cast::<f64>() }
+      .ok()
+      .and_then(serde_json::Number::from_f64)
+    {
+      Some(n) => serde_json::Value::Number(n),
+      None => json_value_at(&item, &format!("{what}.{name}"), 1)?,
+    },
+    ValueType::String => match unsafe { item.cast::<String>() } {
+      Ok(s) => serde_json::Value::String(s),
+      Err(_) => json_value_at(&item, &format!("{what}.{name}"), 1)?,
+    },
+    _ => json_value_at(&item, &format!("{what}.{name}"), 1)?,
+  };
+  map.insert(name.to_string(), value);
+  Ok(())
+}
+
+/// Whether `obj` is a plain object (`{...}`, or one without a prototype): its prototype is
+/// `Object.prototype` or nothing.
+fn is_plain_object(env: sys::napi_env, obj: sys::napi_value) -> bool {
+  let prototype_of = |v: sys::napi_value| {
+    let mut proto = std::ptr::null_mut();
+    let ok = unsafe { sys::napi_get_prototype(env, v, &mut proto) } == sys::Status::napi_ok;
+    let mut t = sys::ValueType::napi_undefined;
+    if ok {
+      unsafe { sys::napi_typeof(env, proto, &mut t) };
+    }
+    (ok && t == sys::ValueType::napi_object).then_some(proto)
+  };
+  match prototype_of(obj) {
+    None => true,
+    Some(proto) => prototype_of(proto).is_none(),
+  }
 }
 
 /// Clears an exception a JS call left pending (so it does not escape the method).

@@ -22,7 +22,6 @@ use crate::client::connection_of;
 use crate::completion::{complete_with, js_error};
 use crate::connection::Connection;
 use crate::error::{ErrorCode, RnError, RnResult};
-use crate::json::JsonText;
 use crate::keys;
 use crate::script::{self, LuaScript};
 
@@ -64,14 +63,13 @@ pub struct RateLimitOptions {
 }
 
 /// The outcome of `consume` / `status`.
-#[allow(dead_code)] // built as JSON; this struct declares its TypeScript type
 #[napi(object)]
 pub struct RateLimitResult {
   /// Whether this request may go ahead (for `status`: whether one would).
   pub allowed: bool,
-  pub limit: u32,
+  pub limit: f64,
   /// Whole requests (of this cost 1) still allowed now; never negative.
-  pub remaining: u32,
+  pub remaining: f64,
   /// Epoch ms when the full limit is available again.
   pub reset_at: f64,
   /// When refused: ms to wait before this request would be allowed; 0 when allowed.
@@ -98,7 +96,6 @@ pub struct RateLimitCheck {
 }
 
 /// The outcome of `consumeAll`.
-#[allow(dead_code)] // built as JSON; this struct declares its TypeScript type
 #[napi(object)]
 pub struct RateLimitAllResult {
   /// Whether every limit allowed the request (then it counts under each).
@@ -109,7 +106,6 @@ pub struct RateLimitAllResult {
 }
 
 /// Why a result was decided by the outage policy instead of Redis.
-#[allow(dead_code)] // built as JSON; this struct declares its TypeScript type
 #[napi(object)]
 pub struct RateLimitRedisError {
   /// The error's code (`ERR_REDIS_CONNECTION`, `ERR_REDIS_TIMEOUT`, ...).
@@ -153,6 +149,7 @@ impl Policy {
   }
 }
 
+#[derive(Clone)]
 struct Request {
   key: String,
   algorithm: Algorithm,
@@ -305,9 +302,11 @@ impl RateLimitService {
           reset_ms: window,
           retry_ms: if open { 0.0 } else { window },
           undo: None,
-          redis_error: Some(serde_json::json!({
-            "code": e.code.as_str(), "message": e.message, "policy": req.policy.name(),
-          })),
+          redis_error: Some(RateLimitRedisError {
+            code: e.code.as_str().to_string(),
+            message: e.message,
+            policy: req.policy.name().to_string(),
+          }),
         })
       }
       Err(e) => Err(e),
@@ -330,8 +329,8 @@ impl RateLimitService {
       .map(|_| ())
   }
 
-  async fn run(conn: Connection, req: Request, mode: Mode) -> RnResult<serde_json::Value> {
-    Ok(Self::decide(&conn, &req, mode).await?.to_json(&req))
+  async fn run(conn: Connection, req: Request, mode: Mode) -> RnResult<RateLimitResult> {
+    Ok(Self::decide(&conn, &req, mode).await?.into_result(&req))
   }
 }
 
@@ -378,7 +377,7 @@ struct Decision {
   retry_ms: f64,
   /// How to refund this consume (empty when there is nothing to name).
   undo: Option<String>,
-  redis_error: Option<serde_json::Value>,
+  redis_error: Option<RateLimitRedisError>,
 }
 
 impl Decision {
@@ -416,18 +415,15 @@ impl Decision {
 
   /// The `RateLimitResult` of this decision. The server decided (on its clock); times are
   /// handed back relative to now on this machine's clock, which is what the caller waits on.
-  fn to_json(&self, req: &Request) -> serde_json::Value {
-    let mut out = serde_json::json!({
-      "allowed": self.allowed,
-      "limit": req.limit,
-      "remaining": self.remaining,
-      "resetAt": now_ms() + self.reset_ms,
-      "retryAfterMs": self.retry_ms,
-    });
-    if let Some(e) = &self.redis_error {
-      out["redisError"] = e.clone();
+  fn into_result(self, req: &Request) -> RateLimitResult {
+    RateLimitResult {
+      allowed: self.allowed,
+      limit: req.limit as f64,
+      remaining: self.remaining,
+      reset_at: now_ms() + self.reset_ms,
+      retry_after_ms: self.retry_ms,
+      redis_error: self.redis_error,
     }
-    out
   }
 }
 
@@ -483,8 +479,7 @@ impl RateLimitService {
     })();
     let conn = self.conn.clone();
     complete_with(env, self.conn.traces(), parsed, move |req| async move {
-      let result = Self::run(conn, req, Mode::Consume).await?;
-      Ok(result["allowed"].as_bool().unwrap_or(false))
+      Ok(Self::run(conn, req, Mode::Consume).await?.allowed)
     })
   }
 
@@ -499,13 +494,11 @@ impl RateLimitService {
     env: &'env Env,
     key: Unknown,
     options: Option<Unknown>,
-  ) -> napi::Result<PromiseRaw<'env, JsonText>> {
+  ) -> napi::Result<PromiseRaw<'env, RateLimitResult>> {
     let parsed = self.request(&key, options.as_ref());
     let conn = self.conn.clone();
     complete_with(env, self.conn.traces(), parsed, move |req| async move {
-      Ok(JsonText(
-        Self::run(conn, req, Mode::Consume).await?.to_string(),
-      ))
+      Self::run(conn, req, Mode::Consume).await
     })
   }
 
@@ -522,7 +515,7 @@ impl RateLimitService {
     &self,
     env: &'env Env,
     limits: Unknown,
-  ) -> napi::Result<PromiseRaw<'env, JsonText>> {
+  ) -> napi::Result<PromiseRaw<'env, RateLimitAllResult>> {
     let parsed = args::array(&limits, "limits").and_then(|items| {
       if items.is_empty() {
         return Err(RnError::invalid("limits must name at least one limit"));
@@ -564,14 +557,12 @@ impl RateLimitService {
           }
         }
       }
-      let results: Vec<_> = reqs
+      let results = reqs
         .iter()
-        .zip(&decisions)
-        .map(|(r, d)| d.to_json(r))
+        .zip(decisions)
+        .map(|(r, d)| d.into_result(r))
         .collect();
-      Ok(JsonText(
-        serde_json::json!({ "allowed": allowed, "results": results }).to_string(),
-      ))
+      Ok(RateLimitAllResult { allowed, results })
     })
   }
 
@@ -585,13 +576,33 @@ impl RateLimitService {
     env: &'env Env,
     key: Unknown,
     options: Option<Unknown>,
-  ) -> napi::Result<PromiseRaw<'env, JsonText>> {
+  ) -> napi::Result<PromiseRaw<'env, RateLimitResult>> {
     let parsed = self.request(&key, options.as_ref());
     let conn = self.conn.clone();
     complete_with(env, self.conn.traces(), parsed, move |req| async move {
-      Ok(JsonText(
-        Self::run(conn, req, Mode::Status).await?.to_string(),
-      ))
+      Self::run(conn, req, Mode::Status).await
+    })
+  }
+
+  /// One limit with its options checked once, for the calls that use it again and again
+  /// (a route's limit, say): `const perIp = rateLimit.limiter({ limit: 100,
+  /// windowSeconds: 60 })`, then `await perIp.consume(ip)`. Same results as `consume(key,
+  /// options)`, with less work per call. Bad options throw `ERR_INVALID_ARGUMENT` here.
+  #[napi(ts_args_type = "options: RateLimitOptions")]
+  pub fn limiter(&self, env: &Env, options: Unknown) -> napi::Result<RateLimiter> {
+    let template = args::options_object(Some(&options), "rate limit options", &OPTION_NAMES)
+      .and_then(|map| {
+        if map.is_empty() {
+          return Err(RnError::invalid(
+            "rate limit options `{ limit, windowSeconds }` are required",
+          ));
+        }
+        self.request_from(String::new(), &map)
+      })
+      .map_err(|e| js_error(env, &e))?;
+    Ok(RateLimiter {
+      conn: self.conn.clone(),
+      template,
     })
   }
 
@@ -606,6 +617,59 @@ impl RateLimitService {
       let mut cmd = redis::cmd("DEL");
       cmd.arg(&names[..]);
       conn.exec(cmd).await.map(|_| ())
+    })
+  }
+}
+
+/// One limit of a `RateLimitService`, its options read once (`rateLimit.limiter(options)`).
+#[napi]
+pub struct RateLimiter {
+  conn: Connection,
+  /// The request of this limit, but for its key.
+  template: Request,
+}
+
+#[napi]
+impl RateLimiter {
+  fn request(&self, key: &Unknown) -> RnResult<Request> {
+    Ok(Request {
+      key: args::key(key, "key")?,
+      ..self.template.clone()
+    })
+  }
+
+  /// Counts a request against `key` under this limit: `consume(key, options)` with this
+  /// limit's options.
+  #[napi(
+    ts_args_type = "key: string",
+    ts_return_type = "Promise<RateLimitResult>"
+  )]
+  pub fn consume<'env>(
+    &self,
+    env: &'env Env,
+    key: Unknown,
+  ) -> napi::Result<PromiseRaw<'env, RateLimitResult>> {
+    let parsed = self.request(&key);
+    let conn = self.conn.clone();
+    complete_with(env, self.conn.traces(), parsed, move |req| async move {
+      RateLimitService::run(conn, req, Mode::Consume).await
+    })
+  }
+
+  /// What `consume` would answer now for `key`, without counting anything.
+  #[napi(
+    ts_args_type = "key: string",
+    ts_return_type = "Promise<RateLimitResult>"
+  )]
+  pub fn status<'env>(
+    &self,
+    env: &'env Env,
+    key: Unknown,
+  ) -> napi::Result<PromiseRaw<'env, RateLimitResult>> {
+    let parsed = self.request(&key);
+    let conn = self.conn.clone();
+    complete_with(env, self.conn.traces(), parsed, move |req| async move {
+      RateLimitService::run(conn, req, Mode::Status).await
     })
   }
 }
