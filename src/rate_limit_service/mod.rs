@@ -269,8 +269,14 @@ impl RateLimitService {
     })
   }
 
-  fn key_of(conn: &Connection, key: &str, algorithm: Algorithm) -> String {
-    conn.key(&state_name(key, algorithm))
+  /// The keys of `key`'s state under `algorithm`, prefixed: one, or the sliding window
+  /// counter's three slots.
+  fn keys_of(conn: &Connection, key: &str, algorithm: Algorithm) -> Vec<String> {
+    let name = conn.key(&state_name(key, algorithm));
+    match algorithm {
+      Algorithm::Counter => (0..3).map(|slot| format!("{name}:{slot}")).collect(),
+      _ => vec![name],
+    }
   }
 
   fn script(algorithm: Algorithm) -> &'static LuaScript {
@@ -284,14 +290,14 @@ impl RateLimitService {
 
   /// Runs the algorithm's script; an outage is decided by the policy.
   async fn decide(conn: &Connection, req: &Request, mode: Mode) -> RnResult<Decision> {
-    let key = Self::key_of(conn, &req.key, req.algorithm);
+    let keys = Self::keys_of(conn, &req.key, req.algorithm);
     let argv = [
       req.limit.to_string(),
       req.window.as_millis().to_string(),
       req.cost.to_string(),
       mode.arg().to_string(),
     ];
-    match Self::script(req.algorithm).run(conn, &[&key], &argv).await {
+    match Self::script(req.algorithm).run(conn, &keys, &argv).await {
       Ok(reply) => Decision::from_reply(reply),
       Err(e) if is_outage(&e) => {
         let open = req.policy == Policy::FailOpen;
@@ -315,7 +321,7 @@ impl RateLimitService {
 
   /// Takes back a request `decide` counted (`undo` from its decision).
   async fn refund(conn: &Connection, req: &Request, undo: &str) -> RnResult<()> {
-    let key = Self::key_of(conn, &req.key, req.algorithm);
+    let keys = Self::keys_of(conn, &req.key, req.algorithm);
     let argv = [
       req.limit.to_string(),
       req.window.as_millis().to_string(),
@@ -324,7 +330,7 @@ impl RateLimitService {
       undo.to_string(),
     ];
     Self::script(req.algorithm)
-      .run(conn, &[&key], &argv)
+      .run(conn, &keys, &argv)
       .await
       .map(|_| ())
   }
@@ -398,6 +404,7 @@ impl Decision {
     let undo = match items.get(4) {
       Some(Value::BulkString(b)) if !b.is_empty() => Some(String::from_utf8_lossy(b).into_owned()),
       Some(Value::BulkString(_)) => None,
+      Some(Value::Int(n)) => Some(n.to_string()),
       _ => return Err(unexpected(&reply)),
     };
     if items.len() != 5 {
@@ -612,7 +619,12 @@ impl RateLimitService {
     let parsed = args::key(&key, "key");
     let conn = self.conn.clone();
     complete_with(env, self.conn.traces(), parsed, move |key| async move {
-      let names = ALGORITHMS.map(|a| Self::key_of(&conn, &key, a));
+      let mut names: Vec<String> = ALGORITHMS
+        .iter()
+        .flat_map(|a| Self::keys_of(&conn, &key, *a))
+        .collect();
+      // the sliding window counter's single key of earlier versions
+      names.push(conn.key(&state_name(&key, Algorithm::Counter)));
       script::check_one_slot(&conn, &names, "RateLimitService reset")?;
       let mut cmd = redis::cmd("DEL");
       cmd.arg(&names[..]);
@@ -734,7 +746,7 @@ mod tests {
         Value::Int(4),
         Value::Int(1),
         Value::Int(0),
-        Value::Int(0),
+        Value::Array(vec![]),
       ]),
     ] {
       let e = Decision::from_reply(bad.clone()).err().expect("refused");
