@@ -358,10 +358,11 @@ export declare class SessionService {
   extendSession(sessionId: string, ttl: number): Promise<boolean>
   /**
    * Records activity on session `sessionId`: last activity now, expiry pushed back by
-   * the session's ttl (sliding expiry), its user marked online. `false` when the session
+   * the session's ttl (sliding expiry), its user marked online. With `ttl` (seconds), the
+   * session gets that ttl from now on (as with `extendSession`). `false` when the session
    * does not exist.
    */
-  touchSession(sessionId: string): Promise<boolean>
+  touchSession(sessionId: string, ttl?: number): Promise<boolean>
   /**
    * Merges `partial` into session `sessionId`'s data, atomically: the fields given are
    * replaced, the others kept, the expiry unchanged; concurrent updates of different

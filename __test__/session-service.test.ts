@@ -75,6 +75,27 @@ describe('sessions', () => {
     assert.equal(await sessions.touchSession('missing'), false);
   });
 
+  it('touchSession with a ttl records the activity and gives the session that ttl from now on', async () => {
+    await sessions.createSession('s-touch-ttl', { userId: 'u-touch-ttl' }, 0.3);
+    assert.equal(await sessions.touchSession('s-touch-ttl', 60), true);
+    const info = await sessions.getSessionInfo('s-touch-ttl');
+    assert.ok(info!.expiresAt - Date.now() > 59_000, JSON.stringify(info));
+    await sleep(400);
+    assert.equal(await sessions.touchSession('s-touch-ttl'), true, 'alive past its first ttl');
+    assert.ok((await sessions.getSessionInfo('s-touch-ttl'))!.expiresAt - Date.now() > 59_000, 'a later touch keeps the new ttl');
+    assert.equal(await sessions.isUserOnline('u-touch-ttl'), true);
+  });
+
+  it('touchSession refuses a bad ttl with ERR_INVALID_ARGUMENT', async () => {
+    for (const bad of [0, -1, Number.NaN, '60']) {
+      await assert.rejects(
+        sessions.touchSession('s-touch', bad as number),
+        (e: { code?: string }) => e.code === 'ERR_INVALID_ARGUMENT',
+        String(bad),
+      );
+    }
+  });
+
   it('getSessionInfo tells user, times and device', async () => {
     await sessions.createSession('s-info', { userId: 'u-info', device: { type: 'phone', os: 'iOS' } }, 60);
     const info = await sessions.getSessionInfo('s-info');

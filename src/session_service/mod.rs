@@ -635,18 +635,21 @@ impl SessionService {
   }
 
   /// Records activity on session `sessionId`: last activity now, expiry pushed back by
-  /// the session's ttl (sliding expiry), its user marked online. `false` when the session
+  /// the session's ttl (sliding expiry), its user marked online. With `ttl` (seconds), the
+  /// session gets that ttl from now on (as with `extendSession`). `false` when the session
   /// does not exist.
   #[napi(
-    ts_args_type = "sessionId: string",
+    ts_args_type = "sessionId: string, ttl?: number",
     ts_return_type = "Promise<boolean>"
   )]
   pub fn touch_session<'env>(
     &self,
     env: &'env Env,
     session_id: Unknown,
+    ttl: Option<Unknown>,
   ) -> napi::Result<PromiseRaw<'env, bool>> {
-    self.refresh(env, session_id, Ok(None), true)
+    let ttl = args::ttl(ttl.as_ref(), "ttl");
+    self.refresh(env, session_id, ttl, true)
   }
 
   /// Merges `partial` into session `sessionId`'s data, atomically: the fields given are
