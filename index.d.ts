@@ -223,6 +223,16 @@ export declare class RateLimitService {
    * options)`, with less work per call. Bad options throw `ERR_INVALID_ARGUMENT` here.
    */
   limiter(options: RateLimitOptions): RateLimiter
+  /**
+   * @nestjs/throttler's `ThrottlerStorage.increment`, with the same arguments (`ttlMs`
+   * and `blockDurationMs` in milliseconds) and the same answer as throttler's in-memory
+   * storage: counts a hit for `key` under `throttlerName`, each hit counting for `ttlMs`;
+   * the hit past `limit` blocks the key for `blockDurationMs` (when > 0, else it is only
+   * refused). One atomic call, on the Redis server's clock. An outage follows the
+   * service's `onRedisError`: `'fail-open'` answers not blocked, `'fail-closed'` blocked.
+   * `RedisThrottlerStorage` (`nestjs-redis-native/adapters`) calls this.
+   */
+  throttlerIncrement(key: string, ttlMs: number, limit: number, blockDurationMs: number, throttlerName: string): Promise<ThrottlerRecord>
   /** Forgets everything counted for `key`, under every algorithm. */
   reset(key: string): Promise<void>
 }
@@ -918,6 +928,18 @@ export interface SubscribeOptions {
    * subscription goes on either way.
    */
   onError?: (error: unknown, channel: string) => void
+}
+
+/** What `throttlerIncrement` answers: @nestjs/throttler's `ThrottlerStorageRecord`. */
+export interface ThrottlerRecord {
+  /** Hits counted for this key and throttler within the ttl (with this one). */
+  totalHits: number
+  /** Seconds until the key's window ends (rounded up). */
+  timeToExpire: number
+  /** Whether this request is refused. */
+  isBlocked: boolean
+  /** Seconds until the block ends (rounded up); meaningful only when blocked. */
+  timeToBlockExpire: number
 }
 
 /** TLS settings. PEM text (string or Buffer) for `ca`, `cert` and `key`. */

@@ -42,6 +42,7 @@ const SUITES = [
   'rate-limit.e2e',
   'rate-limit-default.e2e',
   'topology-support',
+  'adapters-throttler',
 ];
 // Not run here: every test of these starts, kills, pauses or inspects a standalone server
 // of its own (reliability, transient-errors, tls, soak, nest-health,

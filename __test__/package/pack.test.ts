@@ -48,6 +48,7 @@ const allowed: [RegExp, string][] = [
   [/^index\.d\.ts$/, 'the typings'],
   [/^nestjs-redis-native\.[a-z0-9-]+\.node$/, 'the prebuilt addon of this platform'],
   [/^nest\/dist\/[a-z.-]+\.(js|d\.ts)$/, 'the Nest module, compiled'],
+  [/^nest\/dist\/adapters\/[a-z.-]+\.(js|d\.ts)$/, 'the adapters (nestjs-redis-native/adapters), compiled'],
   [/^(Cargo\.toml|Cargo\.lock|build\.rs)$/, 'what builds the addon from source'],
   [/^src\/([a-z_]+\/)?[a-z_]+\.(rs|lua|js)$/, 'the Rust sources, Lua scripts and embedded JS'],
   [/^scripts\/install\.js$/, 'the install script (source fallback)'],
@@ -61,7 +62,7 @@ describe('the packed tarball', () => {
     assert.deepEqual(unexpected, []);
   });
 
-  it('holds the binary, the entry points, the typings, the Nest module, README and LICENSE', () => {
+  it('holds the binary, the entry points, the typings, the Nest module, the adapters, README and LICENSE', () => {
     for (const f of [
       'package.json',
       'README.md',
@@ -70,6 +71,8 @@ describe('the packed tarball', () => {
       'index.d.ts',
       'nest/dist/index.js',
       'nest/dist/index.d.ts',
+      'nest/dist/adapters/index.js',
+      'nest/dist/adapters/index.d.ts',
     ]) {
       assert.ok(files.includes(f), `${f} is packed`);
     }

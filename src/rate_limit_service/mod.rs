@@ -6,7 +6,10 @@
 //! Keys (after the client's prefix): `rate_limit:{<key>}:counter`, `rate_limit:{<key>}`
 //! (fixed window, shared with `checkRateLimit`), `rate_limit:{<key>}:sliding`,
 //! `rate_limit:{<key>}:bucket`. Each expires on its own once the key stops receiving
-//! traffic. `{<key>}` is a Redis Cluster hash tag: the keys of one limited key share a
+//! traffic. `throttlerIncrement` (for `RedisThrottlerStorage`, @nestjs/throttler's storage)
+//! keeps `throttler:{<key>}` (a hash: the window, the block) and
+//! `throttler:{<key>}:<throttler name>` (a sorted set of hits by expiry) the same way.
+//! `{<key>}` is a Redis Cluster hash tag: the keys of one limited key share a
 //! slot, so `reset` deletes them in one command on a cluster too.
 
 use std::sync::LazyLock;
@@ -29,6 +32,7 @@ static FIXED: LazyLock<LuaScript> = lua_script!("fixed.lua");
 static SLIDING: LazyLock<LuaScript> = lua_script!("sliding.lua");
 static BUCKET: LazyLock<LuaScript> = lua_script!("bucket.lua");
 static COUNTER: LazyLock<LuaScript> = lua_script!("counter.lua");
+static THROTTLER: LazyLock<LuaScript> = lua_script!("throttler.lua");
 
 /// Options of `new RateLimitService(client, options)` (`rateLimit` in
 /// `RedisModule.forRoot`).
@@ -103,6 +107,20 @@ pub struct RateLimitAllResult {
   /// Each limit's own result, in the order given. When the request was refused, the
   /// limits that allowed it were refunded, and their `remaining` says so.
   pub results: Vec<RateLimitResult>,
+}
+
+/// What `throttlerIncrement` answers: @nestjs/throttler's `ThrottlerStorageRecord`.
+#[napi(object)]
+#[derive(Debug, PartialEq)]
+pub struct ThrottlerRecord {
+  /// Hits counted for this key and throttler within the ttl (with this one).
+  pub total_hits: i64,
+  /// Seconds until the key's window ends (rounded up).
+  pub time_to_expire: i64,
+  /// Whether this request is refused.
+  pub is_blocked: bool,
+  /// Seconds until the block ends (rounded up); meaningful only when blocked.
+  pub time_to_block_expire: i64,
 }
 
 /// Why a result was decided by the outage policy instead of Redis.
@@ -375,6 +393,50 @@ impl Mode {
   }
 }
 
+/// The keys of a throttler record, before the client's prefix: the record, then the hits
+/// of throttler `name`.
+fn throttler_names(key: &str, name: &str) -> [String; 2] {
+  let record = format!("throttler:{}", keys::tag(key));
+  let hits = format!("{record}:{name}");
+  [record, hits]
+}
+
+/// A `throttlerIncrement` argument in ms: a finite number >= `min`, rounded up.
+fn throttler_ms(v: &Unknown, what: &str, min: f64) -> RnResult<i64> {
+  let n = args::number(v, what)?;
+  if n < min {
+    return Err(RnError::invalid(format!(
+      "{what} must be >= {min}, got {n}"
+    )));
+  }
+  Ok(n.ceil() as i64)
+}
+
+/// `{ totalHits, timeToExpire, isBlocked, timeToBlockExpire }` from throttler.lua's reply.
+fn throttler_record(reply: &Value) -> RnResult<ThrottlerRecord> {
+  let unexpected = || RnError::internal(format!("unexpected reply from throttler.lua: {reply:?}"));
+  let Value::Array(items) = reply else {
+    return Err(unexpected());
+  };
+  let ints: Vec<i64> = items
+    .iter()
+    .map(|v| match v {
+      Value::Int(n) => Some(*n),
+      _ => None,
+    })
+    .collect::<Option<_>>()
+    .ok_or_else(unexpected)?;
+  let [hits, expire, blocked, block_expire] = ints[..] else {
+    return Err(unexpected());
+  };
+  Ok(ThrottlerRecord {
+    total_hits: hits,
+    time_to_expire: expire,
+    is_blocked: blocked == 1,
+    time_to_block_expire: block_expire,
+  })
+}
+
 /// What a script decided: times in ms from now.
 struct Decision {
   allowed: bool,
@@ -613,6 +675,64 @@ impl RateLimitService {
     })
   }
 
+  /// @nestjs/throttler's `ThrottlerStorage.increment`, with the same arguments (`ttlMs`
+  /// and `blockDurationMs` in milliseconds) and the same answer as throttler's in-memory
+  /// storage: counts a hit for `key` under `throttlerName`, each hit counting for `ttlMs`;
+  /// the hit past `limit` blocks the key for `blockDurationMs` (when > 0, else it is only
+  /// refused). One atomic call, on the Redis server's clock. An outage follows the
+  /// service's `onRedisError`: `'fail-open'` answers not blocked, `'fail-closed'` blocked.
+  /// `RedisThrottlerStorage` (`nestjs-redis-native/adapters`) calls this.
+  #[napi(
+    ts_args_type = "key: string, ttlMs: number, limit: number, blockDurationMs: number, throttlerName: string",
+    ts_return_type = "Promise<ThrottlerRecord>"
+  )]
+  pub fn throttler_increment<'env>(
+    &self,
+    env: &'env Env,
+    key: Unknown,
+    ttl_ms: Unknown,
+    limit: Unknown,
+    block_duration_ms: Unknown,
+    throttler_name: Unknown,
+  ) -> napi::Result<PromiseRaw<'env, ThrottlerRecord>> {
+    let parsed = (|| {
+      let key = args::key(&key, "key")?;
+      let ttl = throttler_ms(&ttl_ms, "ttlMs", 1.0)?;
+      let limit = args::integer(&limit, "limit")?;
+      if limit < 0 {
+        return Err(RnError::invalid(format!("limit must be >= 0, got {limit}")));
+      }
+      let block = args::number(&block_duration_ms, "blockDurationMs")?.ceil() as i64;
+      let name = args::string(&throttler_name, "throttlerName")?;
+      Ok((key, name, [ttl, limit, block]))
+    })();
+    let conn = self.conn.clone();
+    let policy = self.policy;
+    complete_with(
+      env,
+      self.conn.traces(),
+      parsed,
+      move |(key, name, [ttl, limit, block])| async move {
+        let keys = throttler_names(&key, &name).map(|k| conn.key(&k));
+        let argv = [ttl.to_string(), limit.to_string(), block.to_string()];
+        match THROTTLER.run(&conn, &keys, &argv).await {
+          Ok(reply) => throttler_record(&reply),
+          Err(e) if is_outage(&e) => {
+            let open = policy == Policy::FailOpen;
+            let wait = (if block > 0 { block } else { ttl } + 999) / 1000;
+            Ok(ThrottlerRecord {
+              total_hits: if open { 1 } else { limit + 1 },
+              time_to_expire: (ttl + 999) / 1000,
+              is_blocked: !open,
+              time_to_block_expire: if open { 0 } else { wait },
+            })
+          }
+          Err(e) => Err(e),
+        }
+      },
+    )
+  }
+
   /// Forgets everything counted for `key`, under every algorithm.
   #[napi(ts_args_type = "key: string", ts_return_type = "Promise<void>")]
   pub fn reset<'env>(&self, env: &'env Env, key: Unknown) -> napi::Result<PromiseRaw<'env, ()>> {
@@ -705,6 +825,47 @@ mod tests {
       state_name("ip", Algorithm::Counter),
       "rate_limit:{ip}:counter"
     );
+  }
+
+  #[test]
+  fn a_throttler_record_and_its_hits_share_a_slot() {
+    for key in ["0a1b", "}x", "a}b", "{a}"] {
+      let names = throttler_names(key, "default");
+      assert_eq!(crate::keys::slots_differ("", &names), None, "{names:?}");
+    }
+    assert_eq!(
+      throttler_names("abc", "short"),
+      [
+        "throttler:{abc}".to_string(),
+        "throttler:{abc}:short".to_string()
+      ]
+    );
+  }
+
+  #[test]
+  fn a_throttler_reply_becomes_a_throttler_storage_record() {
+    let record = throttler_record(&reply(vec![
+      Value::Int(3),
+      Value::Int(60),
+      Value::Int(1),
+      Value::Int(-5),
+    ]))
+    .expect("a valid reply");
+    assert_eq!(
+      record,
+      ThrottlerRecord {
+        total_hits: 3,
+        time_to_expire: 60,
+        is_blocked: true,
+        time_to_block_expire: -5
+      }
+    );
+    for bad in [Value::Nil, reply(vec![Value::Int(1)])] {
+      assert_eq!(
+        throttler_record(&bad).expect_err("refused").code,
+        ErrorCode::Internal
+      );
+    }
   }
 
   #[test]

@@ -1,0 +1,6 @@
+/**
+ * Drop-in stores for the libraries NestJS apps already use, each built on a `RedisClient`
+ * (standalone, Sentinel or Cluster). Importing this module loads none of those libraries.
+ */
+export { RedisThrottlerStorage } from './throttler-storage';
+export type { ThrottlerRecord } from 'nestjs-redis-native';
