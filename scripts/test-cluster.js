@@ -43,6 +43,7 @@ const SUITES = [
   'rate-limit-default.e2e',
   'topology-support',
   'adapters-throttler',
+  'adapters-session',
 ];
 // Not run here: every test of these starts, kills, pauses or inspects a standalone server
 // of its own (reliability, transient-errors, tls, soak, nest-health,

@@ -3,4 +3,5 @@
  * (standalone, Sentinel or Cluster). Importing this module loads none of those libraries.
  */
 export { RedisThrottlerStorage } from './throttler-storage';
+export { RedisSessionStore, type RedisSessionStoreOptions, type SessionSerializer, type StoredSession } from './session-store';
 export type { ThrottlerRecord } from 'nestjs-redis-native';
