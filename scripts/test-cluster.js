@@ -44,6 +44,7 @@ const SUITES = [
   'topology-support',
   'adapters-throttler',
   'adapters-session',
+  'adapters-keyv',
 ];
 // Not run here: every test of these starts, kills, pauses or inspects a standalone server
 // of its own (reliability, transient-errors, tls, soak, nest-health,
