@@ -184,6 +184,32 @@ describe('RedisThrottlerStorage on Redis', () => {
   });
 });
 
+describe('RedisModule', () => {
+  it('provides a RedisThrottlerStorage on its client, with the rateLimit outage policy', async () => {
+    const server = await startRedis();
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        RedisModule.forRoot({
+          url: server.url,
+          commandTimeoutMs: 300,
+          reconnect: { minDelayMs: 20, maxDelayMs: 100 },
+          rateLimit: { onRedisError: 'fail-open' },
+        }),
+      ],
+    }).compile();
+    try {
+      const provided = moduleRef.get(RedisThrottlerStorage);
+      assert.ok(provided instanceof RedisThrottlerStorage);
+      assert.equal((await provided.increment(key(), 60_000, 1, 60_000, 'default')).totalHits, 1);
+      await server.kill();
+      assert.equal((await provided.increment(key(), 60_000, 0, 60_000, 'default')).isBlocked, false, 'fail-open');
+    } finally {
+      await moduleRef.close();
+      await server.stop();
+    }
+  });
+});
+
 @Controller()
 class ApiController {
   @Get('search')
@@ -218,13 +244,14 @@ for (const adapter of ['express', 'fastify'] as const) {
         imports: [
           ThrottlerModule.forRootAsync({
             imports: [RedisModule.forRoot({ ...(await testConnectOptions()), keyPrefix: uniquePrefix() })],
-            inject: [RedisClient],
-            useFactory: (redisClient: RedisClient) => ({
+            // the storage RedisModule provides on its client (on Express), or one built on the client
+            inject: [adapter === 'express' ? RedisThrottlerStorage : RedisClient],
+            useFactory: (provided: RedisThrottlerStorage | RedisClient) => ({
               throttlers: [
                 { name: 'short', ttl: 1000, limit: 3 },
                 { name: 'long', ttl: 60_000, limit: 5 },
               ],
-              storage: new RedisThrottlerStorage(redisClient),
+              storage: provided instanceof RedisThrottlerStorage ? provided : new RedisThrottlerStorage(provided),
               getTracker: (req: Record<string, any>) => req.headers['x-client'] as string,
             }),
           }),

@@ -10,6 +10,7 @@ import {
   SessionService,
   TokenService,
 } from 'nestjs-redis-native';
+import { RedisThrottlerStorage } from './adapters/throttler-storage';
 import { checkRule } from './rate-limit.rules';
 import { RATE_LIMIT_GUARD_OPTIONS } from './redis.constants';
 import { invalidArgument } from './redis.errors';
@@ -43,6 +44,8 @@ export const SERVICES: ServiceEntry[] = [
   { service: LockService },
   { service: CacheService },
   { service: PubSubService },
+  // @nestjs/throttler's storage (nestjs-redis-native/adapters), with the rateLimit outage policy
+  { service: RedisThrottlerStorage, optionsKey: 'rateLimit', nestOnly: [...RATE_LIMIT_GUARD_KEYS] },
 ];
 
 /** Top-level options of the Nest layer itself (not connection options). */
