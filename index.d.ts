@@ -495,6 +495,13 @@ export interface BeginOptions {
   fingerprint?: string
 }
 
+/** One cache namespace in `client.metrics().caches`. */
+export interface CacheNamespaceMetrics {
+  namespace: string
+  hits: number
+  misses: number
+}
+
 /** Options of `set`. */
 export interface CacheSetOptions {
   /** Seconds; default the namespace's `defaultTtl`. */
@@ -564,6 +571,21 @@ export interface ClientMetrics {
    * holds now.
    */
   nearCache?: NearCacheMetrics
+  /**
+   * Per rate-limit rule, the requests this process counted on this client and those
+   * refused (`RateLimitService`, `@RateLimit()`, `RedisThrottlerStorage`), by rule.
+   */
+  rateLimits: Array<RateLimitRuleMetrics>
+  /**
+   * Sessions this process created and destroyed on this client (`SessionService`,
+   * `RedisSessionStore`).
+   */
+  sessions: SessionMetrics
+  /**
+   * Per cache namespace, the reads of this process on this client that found a value
+   * and those that did not (`CacheService`), by namespace.
+   */
+  caches: Array<CacheNamespaceMetrics>
 }
 
 /** One node of a cluster in `health()`. */
@@ -738,6 +760,22 @@ export interface RateLimitResult {
   redisError?: RateLimitRedisError
 }
 
+/** One rate-limit rule in `client.metrics().rateLimits`. */
+export interface RateLimitRuleMetrics {
+  /**
+   * `<algorithm>:<limit>/<window>s` (`sliding-window-counter:3/60s`), or for
+   * `RedisThrottlerStorage` `throttler:<throttler name>`.
+   */
+  rule: string
+  /**
+   * Requests counted (`consume`, `consumeAll`, `checkRateLimit`, a throttler's
+   * `increment`), including those the outage policy decided.
+   */
+  requests: number
+  /** Of those, the ones refused. */
+  refused: number
+}
+
 /**
  * Options of `new RateLimitService(client, options)` (`rateLimit` in
  * `RedisModule.forRoot`).
@@ -885,6 +923,17 @@ export interface SessionInfo {
   expiresAt: number
   /** The session data's `device` field, when it has one. */
   device?: unknown
+}
+
+/** `client.metrics().sessions`. */
+export interface SessionMetrics {
+  /** `createSession` calls that wrote a session. */
+  created: number
+  /**
+   * Sessions deleted by a logout, an eviction (`maxSessionsPerUser`) or a logout
+   * everywhere (not those that expired).
+   */
+  destroyed: number
 }
 
 /** Options of `new SessionService(client, options)` (`sessions` in `RedisModule.forRoot`). */

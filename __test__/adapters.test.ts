@@ -10,12 +10,17 @@ function loadedAfter(code: string, pattern: RegExp): string[] {
   return (JSON.parse(out) as string[]).filter((file) => pattern.test(file));
 }
 
-const ADAPTED = /node_modules\/(@nestjs\/throttler|express-session|keyv|@keyv)\//;
+const ADAPTED = /node_modules\/(@nestjs\/throttler|express-session|keyv|@keyv|prom-client)\//;
 
 describe('nestjs-redis-native/adapters', () => {
-  it('exports the three adapters', () => {
+  it('exports the three adapters and the prom-client collectors', () => {
     const adapters = require('nestjs-redis-native/adapters');
-    assert.deepEqual(Object.keys(adapters).sort(), ['KeyvRedisStore', 'RedisSessionStore', 'RedisThrottlerStorage']);
+    assert.deepEqual(Object.keys(adapters).sort(), [
+      'KeyvRedisStore',
+      'RedisSessionStore',
+      'RedisThrottlerStorage',
+      'registerRedisMetrics',
+    ]);
   });
 
   it('loads none of the libraries it adapts: they are optional peers', () => {

@@ -45,6 +45,7 @@ const SUITES = [
   'adapters-throttler',
   'adapters-session',
   'adapters-keyv',
+  'adapters-metrics',
 ];
 // Not run here: every test of these starts, kills, pauses or inspects a standalone server
 // of its own (reliability, transient-errors, tls, soak, nest-health,

@@ -2,6 +2,7 @@
 //! built on.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
 
 use napi::bindgen_prelude::{ClassInstance, Function, FunctionRef, PromiseRaw, This, Unknown};
 use napi::{Env, ValueType};
@@ -155,6 +156,33 @@ impl RedisClient {
             bytes: bytes as f64,
           },
         ),
+      rate_limits: self
+        .conn
+        .shared_all::<crate::rate_limit_service::RuleStats>()
+        .into_iter()
+        .map(|(rule, s)| RateLimitRuleMetrics {
+          rule,
+          requests: s.requests.load(Relaxed) as f64,
+          refused: s.refused.load(Relaxed) as f64,
+        })
+        .collect(),
+      sessions: {
+        let s = self.conn.shared::<crate::session_service::SessionStats>("");
+        SessionMetrics {
+          created: s.created.load(Relaxed) as f64,
+          destroyed: s.destroyed.load(Relaxed) as f64,
+        }
+      },
+      caches: self
+        .conn
+        .shared_all::<crate::cache_service::Stats>()
+        .into_iter()
+        .map(|(namespace, s)| CacheNamespaceMetrics {
+          namespace,
+          hits: s.hits.load(Relaxed) as f64,
+          misses: s.misses.load(Relaxed) as f64,
+        })
+        .collect(),
     }
   }
 
@@ -365,6 +393,46 @@ pub struct ClientMetrics {
   /// on (`misses`), values dropped to stay within its bounds (`evictions`), and what it
   /// holds now.
   pub near_cache: Option<NearCacheMetrics>,
+  /// Per rate-limit rule, the requests this process counted on this client and those
+  /// refused (`RateLimitService`, `@RateLimit()`, `RedisThrottlerStorage`), by rule.
+  pub rate_limits: Vec<RateLimitRuleMetrics>,
+  /// Sessions this process created and destroyed on this client (`SessionService`,
+  /// `RedisSessionStore`).
+  pub sessions: SessionMetrics,
+  /// Per cache namespace, the reads of this process on this client that found a value
+  /// and those that did not (`CacheService`), by namespace.
+  pub caches: Vec<CacheNamespaceMetrics>,
+}
+
+/// One rate-limit rule in `client.metrics().rateLimits`.
+#[napi(object)]
+pub struct RateLimitRuleMetrics {
+  /// `<algorithm>:<limit>/<window>s` (`sliding-window-counter:3/60s`), or for
+  /// `RedisThrottlerStorage` `throttler:<throttler name>`.
+  pub rule: String,
+  /// Requests counted (`consume`, `consumeAll`, `checkRateLimit`, a throttler's
+  /// `increment`), including those the outage policy decided.
+  pub requests: f64,
+  /// Of those, the ones refused.
+  pub refused: f64,
+}
+
+/// `client.metrics().sessions`.
+#[napi(object)]
+pub struct SessionMetrics {
+  /// `createSession` calls that wrote a session.
+  pub created: f64,
+  /// Sessions deleted by a logout, an eviction (`maxSessionsPerUser`) or a logout
+  /// everywhere (not those that expired).
+  pub destroyed: f64,
+}
+
+/// One cache namespace in `client.metrics().caches`.
+#[napi(object)]
+pub struct CacheNamespaceMetrics {
+  pub namespace: String,
+  pub hits: f64,
+  pub misses: f64,
 }
 
 #[napi(object)]

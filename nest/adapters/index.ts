@@ -6,3 +6,4 @@ export { RedisThrottlerStorage } from './throttler-storage';
 export { RedisSessionStore, type RedisSessionStoreOptions, type SessionSerializer, type StoredSession } from './session-store';
 export { KeyvRedisStore, type KeyvRedisStoreOptions } from './keyv-store';
 export type { ThrottlerRecord } from 'nestjs-redis-native';
+export { registerRedisMetrics, type PromRegistry, type RedisMetricsOptions } from './metrics';

@@ -226,10 +226,11 @@ pub struct CacheStats {
   pub hit_ratio: f64,
 }
 
+/// Reads of one namespace on one client, in this process (`client.metrics().caches`).
 #[derive(Default)]
-struct Stats {
-  hits: AtomicU64,
-  misses: AtomicU64,
+pub(crate) struct Stats {
+  pub hits: AtomicU64,
+  pub misses: AtomicU64,
 }
 
 /// Namespaced caches on one client: `cache.namespace('users', { defaultTtl: 900 })`.

@@ -599,6 +599,23 @@ impl Connection {
     }
   }
 
+  /// Every `T` of this client that `shared` made, with its name, by name: what
+  /// `client.metrics()` reports per cache namespace or rate-limit rule.
+  pub fn shared_all<T: Send + Sync + 'static>(&self) -> Vec<(String, Arc<T>)> {
+    let registry = self
+      .inner
+      .registry
+      .lock()
+      .unwrap_or_else(|e| e.into_inner());
+    let mut all: Vec<(String, Arc<T>)> = registry
+      .iter()
+      .filter(|((kind, _), _)| *kind == std::any::TypeId::of::<T>())
+      .filter_map(|((_, name), t)| Some((name.clone(), t.clone().downcast::<T>().ok()?)))
+      .collect();
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    all
+  }
+
   /// The listeners of this client's connection events.
   pub fn events(&self) -> &Events {
     &self.inner.events

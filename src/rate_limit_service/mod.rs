@@ -12,7 +12,7 @@
 //! `{<key>}` is a Redis Cluster hash tag: the keys of one limited key share a
 //! slot, so `reset` deletes them in one command on a cluster too.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use napi::bindgen_prelude::{PromiseRaw, Unknown};
@@ -133,6 +133,25 @@ pub struct RateLimitRedisError {
   pub policy: String,
 }
 
+/// Requests decided under one rule of one client, in this process
+/// (`client.metrics().rateLimits`).
+#[derive(Default)]
+pub(crate) struct RuleStats {
+  pub requests: std::sync::atomic::AtomicU64,
+  pub refused: std::sync::atomic::AtomicU64,
+}
+
+impl RuleStats {
+  /// Counts one request decided under this rule (`refused` or not).
+  fn count(&self, refused: bool) {
+    use std::sync::atomic::Ordering::Relaxed;
+    self.requests.fetch_add(1, Relaxed);
+    if refused {
+      self.refused.fetch_add(1, Relaxed);
+    }
+  }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Algorithm {
   Fixed,
@@ -175,6 +194,30 @@ struct Request {
   window: Duration,
   cost: u64,
   policy: Policy,
+  /// The counters of its rule (`with_stats`), found once per parsed request: a
+  /// limiter's requests share its template's.
+  stats: Arc<RuleStats>,
+}
+
+impl Request {
+  /// This request, counting under its rule's counters on `conn`.
+  fn with_stats(mut self, conn: &Connection) -> Request {
+    self.stats = conn.shared::<RuleStats>(&self.rule());
+    self
+  }
+
+  /// The rule this request is decided under, as metrics name it:
+  /// `<algorithm>:<limit>/<window>s` (`sliding-window-counter:3/60s`).
+  fn rule(&self) -> String {
+    let algorithm = match self.algorithm {
+      Algorithm::Fixed => "fixed-window",
+      Algorithm::Sliding => "sliding-window",
+      Algorithm::Bucket => "token-bucket",
+      Algorithm::Counter => "sliding-window-counter",
+    };
+    let window = args::format_number(self.window.as_secs_f64());
+    format!("{algorithm}:{}/{window}s", self.limit)
+  }
 }
 
 /// Rate limits, exact under concurrency.
@@ -277,14 +320,18 @@ impl RateLimitService {
     };
     let policy =
       Policy::parse(map.get("onRedisError"), "option `onRedisError`")?.unwrap_or(self.policy);
-    Ok(Request {
-      key,
-      algorithm,
-      limit,
-      window,
-      cost,
-      policy,
-    })
+    Ok(
+      Request {
+        key,
+        algorithm,
+        limit,
+        window,
+        cost,
+        policy,
+        stats: Arc::default(),
+      }
+      .with_stats(&self.conn),
+    )
   }
 
   /// The keys of `key`'s state under `algorithm`, prefixed: one, or the sliding window
@@ -315,9 +362,20 @@ impl RateLimitService {
       req.cost.to_string(),
       mode.arg().to_string(),
     ];
-    match Self::script(req.algorithm).run(conn, &keys, &argv).await {
+    let decided = Self::script(req.algorithm).run(conn, &keys, &argv).await;
+    if let (Mode::Consume, Ok(reply)) = (mode, &decided) {
+      // an allowed reply starts with 1; whatever else is a refusal or a bad reply, which
+      // `from_reply` turns into an error below
+      req
+        .stats
+        .count(!matches!(reply, Value::Array(items) if items.first() == Some(&Value::Int(1))));
+    }
+    match decided {
       Ok(reply) => Decision::from_reply(reply),
       Err(e) if is_outage(&e) => {
+        if let Mode::Consume = mode {
+          req.stats.count(req.policy == Policy::FailClosed);
+        }
         let open = req.policy == Policy::FailOpen;
         let window = req.window.as_millis() as f64;
         Ok(Decision {
@@ -537,14 +595,18 @@ impl RateLimitService {
         return Err(RnError::invalid(format!("limit must be >= 1, got {limit}")));
       }
       let window = args::required_ttl(&window_seconds, "windowSeconds")?;
-      Ok(Request {
-        key,
-        algorithm: Algorithm::Fixed,
-        limit: limit as u64,
-        window,
-        cost: 1,
-        policy: self.policy,
-      })
+      Ok(
+        Request {
+          key,
+          algorithm: Algorithm::Fixed,
+          limit: limit as u64,
+          window,
+          cost: 1,
+          policy: self.policy,
+          stats: Arc::default(),
+        }
+        .with_stats(&self.conn),
+      )
     })();
     let conn = self.conn.clone();
     complete_with(env, self.conn.traces(), parsed, move |req| async move {
@@ -715,10 +777,16 @@ impl RateLimitService {
       move |(key, name, [ttl, limit, block])| async move {
         let keys = throttler_names(&key, &name).map(|k| conn.key(&k));
         let argv = [ttl.to_string(), limit.to_string(), block.to_string()];
+        let stats = conn.shared::<RuleStats>(&format!("throttler:{name}"));
         match THROTTLER.run(&conn, &keys, &argv).await {
-          Ok(reply) => throttler_record(&reply),
+          Ok(reply) => {
+            let record = throttler_record(&reply)?;
+            stats.count(record.is_blocked);
+            Ok(record)
+          }
           Err(e) if is_outage(&e) => {
             let open = policy == Policy::FailOpen;
+            stats.count(!open);
             let wait = (if block > 0 { block } else { ttl } + 999) / 1000;
             Ok(ThrottlerRecord {
               total_hits: if open { 1 } else { limit + 1 },
@@ -825,6 +893,24 @@ mod tests {
       state_name("ip", Algorithm::Counter),
       "rate_limit:{ip}:counter"
     );
+  }
+
+  #[test]
+  fn metrics_name_a_rule_by_its_algorithm_limit_and_window() {
+    let req = |algorithm, limit, window_ms| Request {
+      key: "k".into(),
+      algorithm,
+      limit,
+      window: Duration::from_millis(window_ms),
+      cost: 1,
+      policy: Policy::FailClosed,
+      stats: Arc::default(),
+    };
+    assert_eq!(
+      req(Algorithm::Counter, 3, 60_000).rule(),
+      "sliding-window-counter:3/60s"
+    );
+    assert_eq!(req(Algorithm::Fixed, 2, 500).rule(), "fixed-window:2/0.5s");
   }
 
   #[test]

@@ -82,6 +82,24 @@ user_script!(IS_ONLINE, "is_online.lua");
 script!(ONLINE, "online.lua");
 script!(ONLINE_MARK, "online_mark.lua");
 
+/// Sessions created and destroyed on one client, in this process
+/// (`client.metrics().sessions`).
+#[derive(Default)]
+pub(crate) struct SessionStats {
+  pub created: std::sync::atomic::AtomicU64,
+  pub destroyed: std::sync::atomic::AtomicU64,
+}
+
+/// Counts `n` sessions destroyed (by a logout, an eviction, a logout everywhere).
+fn count_destroyed(conn: &Connection, n: u64) {
+  if n > 0 {
+    let stats = conn.shared::<SessionStats>("");
+    stats
+      .destroyed
+      .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+  }
+}
+
 /// Shards of the online users: `getOnlineUsers` reads them all, a user's activity writes
 /// one. More shards spread the writes over more slots; each read costs one call per shard.
 const ONLINE_SHARDS: u16 = 16;
@@ -326,13 +344,13 @@ impl Layout {
 
   /// Deletes session `id` if it still is `version`.
   async fn drop_session(&self, id: &str, version: &str) -> RnResult<bool> {
-    Ok(
-      int(
-        DROP
-          .run(&self.conn, &[self.session(id)], &[version])
-          .await?,
-      )? == 1,
-    )
+    let dropped = int(
+      DROP
+        .run(&self.conn, &[self.session(id)], &[version])
+        .await?,
+    )? == 1;
+    count_destroyed(&self.conn, dropped as u64);
+    Ok(dropped)
   }
 
   /// Deletes the sessions a user's step took out of its index; how many were deleted.
@@ -458,6 +476,10 @@ impl SessionService {
             CREATE.run(&l.conn, &[l.session(&id)], &argv).await?,
             "create.lua",
           )?;
+          l.conn
+            .shared::<SessionStats>("")
+            .created
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
           let text = |i: usize| reply.get(i).and_then(text_of);
           // the session replaced leaves its previous user's index
           match text(2).filter(|previous| *previous != user) {
@@ -547,6 +569,8 @@ impl SessionService {
         "destroy.lua",
       )?;
       if !matches!(reply.first(), Some(Value::Int(2))) {
+        // a session without a user: deleted already (1), or there was none (0)
+        count_destroyed(&l.conn, matches!(reply.first(), Some(Value::Int(1))) as u64);
         return Ok(());
       }
       // a user's session: the user's step first (its login's refresh tokens revoked even
