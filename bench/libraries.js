@@ -84,6 +84,37 @@ const libraries = {
 
 /** Only in the scenarios that name them (not a general-purpose client). */
 const specialists = {
+  // @nestjs/throttler's popular Redis storage, from the e2e bench's dependencies (it
+  // refuses Nest 12, which this package's own dev dependencies are); it opens its own
+  // ioredis connection
+  '@nest-lab/throttler-storage-redis': {
+    only: true,
+    module: require('node:path').join(__dirname, 'e2e', 'node_modules', '@nest-lab', 'throttler-storage-redis'),
+    async connect(url) {
+      const { ThrottlerStorageRedisService } = require(this.module);
+      const storage = new ThrottlerStorageRedisService(url);
+      return { raw: storage, close: () => storage.onModuleDestroy() };
+    },
+  },
+  // express-session's usual Redis store, on node-redis
+  'connect-redis': {
+    only: true,
+    async connect(url) {
+      const { createClient } = require('redis');
+      const { RedisStore } = require('connect-redis');
+      const c = await createClient({ url }).connect();
+      return { raw: new RedisStore({ client: c }), close: () => c.quit() };
+    },
+  },
+  // Keyv's own Redis store, on node-redis
+  '@keyv/redis': {
+    only: true,
+    async connect(url) {
+      const { default: KeyvRedis } = require('@keyv/redis');
+      const store = new KeyvRedis(url);
+      return { raw: store, close: () => store.disconnect() };
+    },
+  },
   // rate-limiter-flexible's RateLimiterRedis on ioredis (auto-pipelining): `raw` is a
   // function of the limit options, so each scenario gets its limiter.
   'rate-limiter-flexible': {
@@ -145,6 +176,9 @@ function available() {
       'nestjs-redis-native (stack traces)': '..',
       'nestjs-redis-native (near cache)': '..',
       'rate-limiter-flexible': 'rate-limiter-flexible',
+      '@nest-lab/throttler-storage-redis': lib.module,
+      'connect-redis': 'connect-redis',
+      '@keyv/redis': '@keyv/redis',
     }[name];
     try {
       require(mod);

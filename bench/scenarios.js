@@ -205,4 +205,84 @@ scenarios.push(
   },
 );
 
+// The adapters against the stores they replace, each on its usual client: the throttler
+// storage against @nest-lab/throttler-storage-redis (ioredis), the session store against
+// connect-redis and the Keyv store against @keyv/redis (both on node-redis).
+const NEST_LAB = '@nest-lab/throttler-storage-redis';
+const CONNECT_REDIS = 'connect-redis';
+const KEYV_REDIS = '@keyv/redis';
+const ADAPTER_KEYS = 1000;
+function adaptersOf(lib) {
+  if (!lib.adapters) {
+    const { RedisThrottlerStorage, RedisSessionStore, KeyvRedisStore } = require('../nest/dist/adapters');
+    lib.adapters = {
+      throttler: new RedisThrottlerStorage(lib.client),
+      sessions: new RedisSessionStore(lib.client, { prefix: 'bench-sess:' }),
+      keyv: new KeyvRedisStore(lib.client, { namespace: 'bench' }),
+    };
+  }
+  return lib.adapters;
+}
+const expressSession = (i) => ({
+  cookie: { originalMaxAge: 86_400_000, expires: new Date(Date.now() + 86_400_000).toISOString(), httpOnly: true, path: '/' },
+  passport: { user: `user-${i}` },
+  cart: { items: 3, total: 59.9 },
+});
+const promised = (f) => new Promise((resolve, reject) => f((err, v) => (err ? reject(err) : resolve(v))));
+scenarios.push(
+  {
+    id: 'adapter-throttler-100',
+    title: 'ThrottlerStorage.increment, 1000 keys, 100 in flight (vs @nest-lab/throttler-storage-redis)',
+    inFlight: 100,
+    calls: 50000,
+    libraries: [OURS, NEST_LAB],
+    call: {
+      [OURS]: (lib, i) => adaptersOf(lib).throttler.increment(`ip${i % ADAPTER_KEYS}`, 60_000, 1e9, 0, 'default'),
+      [NEST_LAB]: (lib, i) => lib.raw.increment(`ip${i % ADAPTER_KEYS}`, 60_000, 1e9, 0, 'default'),
+    },
+  },
+  {
+    id: 'adapter-session-get-100',
+    title: 'express-session store get, 100 in flight (vs connect-redis)',
+    inFlight: 100,
+    calls: 50000,
+    libraries: [OURS, CONNECT_REDIS],
+    async prepare(lib, name) {
+      const store = name === OURS ? adaptersOf(lib).sessions : lib.raw;
+      for (let i = 0; i < ADAPTER_KEYS; i++) await promised((cb) => store.set(`s${i}`, expressSession(i), cb));
+    },
+    call: {
+      [OURS]: (lib, i) => promised((cb) => adaptersOf(lib).sessions.get(`s${i % ADAPTER_KEYS}`, cb)),
+      [CONNECT_REDIS]: (lib, i) => promised((cb) => lib.raw.get(`s${i % ADAPTER_KEYS}`, cb)),
+    },
+  },
+  {
+    id: 'adapter-keyv-get-100',
+    title: 'Keyv store get, 100 in flight (vs @keyv/redis)',
+    inFlight: 100,
+    calls: 50000,
+    libraries: [OURS, KEYV_REDIS],
+    async prepare(lib, name) {
+      const store = name === OURS ? adaptersOf(lib).keyv : lib.raw;
+      for (let i = 0; i < ADAPTER_KEYS; i++)
+        await store.set(`keyv:k${i}`, JSON.stringify({ value: { id: i, name: 'x'.repeat(80) } }));
+    },
+    call: {
+      [OURS]: (lib, i) => adaptersOf(lib).keyv.get(`keyv:k${i % ADAPTER_KEYS}`),
+      [KEYV_REDIS]: (lib, i) => lib.raw.get(`keyv:k${i % ADAPTER_KEYS}`),
+    },
+  },
+  {
+    id: 'adapter-keyv-set-100',
+    title: 'Keyv store set with a ttl, 100 in flight (vs @keyv/redis)',
+    inFlight: 100,
+    calls: 50000,
+    libraries: [OURS, KEYV_REDIS],
+    call: {
+      [OURS]: (lib, i) => adaptersOf(lib).keyv.set(`keyv:s${i % ADAPTER_KEYS}`, '{"value":1}', 60_000),
+      [KEYV_REDIS]: (lib, i) => lib.raw.set(`keyv:s${i % ADAPTER_KEYS}`, '{"value":1}', 60_000),
+    },
+  },
+);
+
 module.exports = { scenarios, key, VALUE, KEYS };
