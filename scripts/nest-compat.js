@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Runs the Nest module tests (module wiring, health timeout, connection logging; @Idempotent() and
 // @RateLimit() over Express and Fastify, also while Redis fails; @nestjs/throttler on
-// RedisThrottlerStorage)
+// RedisThrottlerStorage; @nestjs/cache-manager on KeyvRedisStore)
 // against every NestJS major the package supports
 // besides the one in devDependencies (12), the way a user gets the package: the
 // `npm pack` tarball unpacked into an app whose NestJS versions come from the
@@ -56,6 +56,7 @@ for (const major of majors) {
     'rate-limit-default.e2e.test.js',
     'rate-limit-outage.e2e.test.js',
     'adapters-throttler.test.js',
+    'adapters-keyv.test.js',
   ];
   for (const f of testFiles) fs.copyFileSync(path.join(root, '.test-build', '__test__', f), path.join(tests, f));
   fs.cpSync(path.join(root, '.test-build', '__test__', 'support'), path.join(tests, 'support'), { recursive: true });
