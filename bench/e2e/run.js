@@ -212,7 +212,9 @@ function syncPackage() {
   const release = chosen ?? releaseAddon();
   const sources = new Map(['package.json', 'index.js', 'index.d.ts'].map((f) => [f, path.join(root, f)]));
   for (const f of addons) sources.set(f, release ?? path.join(root, f));
-  for (const f of fs.readdirSync(distDir)) sources.set(`nest/dist/${f}`, path.join(distDir, f));
+  for (const f of fs.readdirSync(distDir, { recursive: true })) {
+    if (fs.statSync(path.join(distDir, f)).isFile()) sources.set(`nest/dist/${f}`, path.join(distDir, f));
+  }
   if (fs.lstatSync(dest, { throwIfNoEntry: false })?.isSymbolicLink()) fs.unlinkSync(dest);
   let copied = 0;
   for (const [f, from] of sources) {
@@ -227,8 +229,9 @@ function syncPackage() {
     fs.writeFileSync(to, a);
     copied++;
   }
-  for (const f of fs.readdirSync(path.join(dest, 'nest', 'dist'))) {
-    if (!sources.has(`nest/dist/${f}`)) fs.rmSync(path.join(dest, 'nest', 'dist', f), { recursive: true, force: true });
+  for (const f of fs.readdirSync(path.join(dest, 'nest', 'dist'), { recursive: true })) {
+    const at = path.join(dest, 'nest', 'dist', f);
+    if (fs.statSync(at, { throwIfNoEntry: false })?.isFile() && !sources.has(`nest/dist/${f}`)) fs.rmSync(at, { force: true });
   }
   const addon = release ? path.relative(root, release) : addons.join(', ');
   process.stdout.write(
