@@ -21,6 +21,7 @@ export {
   LockService,
   PubSubService,
   RateLimitService,
+  RateLimiter,
   RedisClient,
   RedisService,
   SessionService,
