@@ -760,6 +760,28 @@ impl Shared {
     unsafe { (self.uv.timer_start)(inner.timer, on_timer, ms, 0) };
   }
 
+  /// Fails the calls on `wire` past their deadline (they keep their place, so the replies
+  /// after theirs stay matched) and lowers `next` to the earliest deadline still ahead.
+  /// True when the keep-alive PING went unanswered.
+  fn expire(&self, wire: &mut Wire, now: Instant, next: &mut Option<Instant>) -> bool {
+    let mut keepalive_lost = false;
+    for p in wire.pending.iter().filter(|p| is_live(p)) {
+      if p.deadline > now {
+        *next = Some(next.map_or(p.deadline, |n| n.min(p.deadline)));
+        continue;
+      }
+      match &p.slot {
+        Some(slot) => slot.fill(Err(RnError::timeout(format!(
+          "Redis at {} did not reply within {} ms (commandTimeoutMs)",
+          self.config.address(),
+          self.config.command_timeout.as_millis()
+        )))),
+        None => keepalive_lost = true,
+      }
+    }
+    keepalive_lost
+  }
+
   /// The timer fired: fails the calls past their deadline, pings an idle connection.
   fn on_timer(&self) {
     let now = Instant::now();
@@ -772,17 +794,7 @@ impl Shared {
       // replaced connections: calls past their deadline time out; done ones close
       let mut done = Vec::new();
       for (i, wire) in inner.draining.iter_mut().enumerate() {
-        for p in wire.pending.iter_mut().filter(|p| is_live(p)) {
-          if p.deadline > now {
-            next = Some(next.map_or(p.deadline, |n: Instant| n.min(p.deadline)));
-          } else if let Some(slot) = &p.slot {
-            slot.fill(Err(RnError::timeout(format!(
-              "Redis at {} did not reply within {} ms (commandTimeoutMs)",
-              self.config.address(),
-              timeout.as_millis()
-            ))));
-          }
-        }
+        self.expire(wire, now, &mut next);
         if !owes_replies(wire) {
           done.push(i);
         }
@@ -797,26 +809,9 @@ impl Shared {
       }
       let ping = self.config.ping_interval;
       if let State::Connected(wire) = &mut inner.state {
-        for p in wire.pending.iter_mut() {
-          let live = p.slot.as_ref().is_none_or(|s| !s.is_filled());
-          if !live {
-            continue;
-          }
-          if p.deadline <= now {
-            match &p.slot {
-              Some(slot) => slot.fill(Err(RnError::timeout(format!(
-                "Redis at {} did not reply within {} ms (commandTimeoutMs)",
-                self.config.address(),
-                timeout.as_millis()
-              )))),
-              None => keepalive_lost = Some(wire.generation),
-            }
-          } else {
-            next = Some(next.map_or(p.deadline, |n: Instant| n.min(p.deadline)));
-          }
+        if self.expire(wire, now, &mut next) {
+          keepalive_lost = Some(wire.generation);
         }
-        // drop abandoned calls at the front whose replies may never come? no: they keep
-        // their place until their replies arrive, so later replies stay matched.
         if let Some(interval) = ping {
           let idle = wire.pending.is_empty() && now.duration_since(wire.last_io) >= interval;
           if idle && keepalive_lost.is_none() {
