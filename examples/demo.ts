@@ -7,6 +7,7 @@ import { NestFactory } from '@nestjs/core';
 import {
   CacheService,
   IdempotencyService,
+  isRedisError,
   LockService,
   PubSubService,
   RateLimitService,
@@ -55,13 +56,15 @@ class ProductCatalog {
 
     try {
       await this.redis.set('greeting', 'x', -1);
-    } catch (e: any) {
+    } catch (e) {
+      if (!isRedisError(e)) throw e;
       say("set('greeting', 'x', -1)   // rejected before anything is sent", `${e.code}: ${e.message}`);
     }
     try {
-      await this.redis.command('LPUSH', ['views:42', 'x']);
-    } catch (e: any) {
-      say("command('LPUSH', ['views:42', 'x'])   // wrong type on the server", e.code);
+      await this.redis.command('HSET', ['views:42', 'field', 'x']);
+    } catch (e) {
+      if (!isRedisError(e)) throw e;
+      say("command('HSET', ['views:42', 'field', 'x'])   // wrong type on the server", e.code);
     }
     say('ping()   // round trip, ms', Math.round((await this.redis.ping()) * 1000) / 1000);
     await this.redis.del(['views:42', 'lock:import', 'hits']);
