@@ -6,7 +6,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import {
   CacheService,
+  IdempotencyService,
   LockService,
+  PubSubService,
   RateLimitService,
   RedisClient,
   RedisService,
@@ -162,23 +164,68 @@ describe('a master killed under load', { timeout: 120_000 }, () => {
       limits: new RateLimitService(c),
       cache: new CacheService(c).namespace('items'),
       locks: new LockService(c),
+      jobs: new IdempotencyService(c),
+      pubsub: new PubSubService(c),
     };
     const victim = await cluster.masterOf(c.keyPrefix + 'counter');
+    // the published messages are listened to on a node that stays up (a client of its own
+    // seeded with it), so every publish acknowledged after the promotion must arrive
+    const listenerNode = cluster.nodes.find((url) => !url.endsWith(`:${victim.port}`))!;
+    const listener = await RedisClient.connect({ cluster: { nodes: [listenerNode] } });
+    const channel = `${c.keyPrefix}events`;
+    const received = new Set<string>();
+    const subscription = await new PubSubService(listener).subscribe(channel, (m: string) => received.add(m));
     const outcomes = { ok: 0, failed: 0, codes: new Map<string, number>() };
+    // what each worker had acknowledged after the promotion, all read back at the end
+    let promoted = false;
+    const acked = Array.from({ length: 100 }, () => ({
+      incr: [] as number[],
+      tokens: [] as [user: string, token: string][],
+      sessions: [] as string[],
+      cache: [] as [key: string, i: number][],
+      jobs: [] as [key: string, result: string][],
+      published: [] as string[],
+    }));
     let stop = false;
     let n = 0;
     // 100 calls in flight, through every service, until told to stop
     const worker = async (w: number) => {
+      const mine = acked[w]!;
       while (!stop) {
         const i = n++;
         const call = [
-          () => raw.incr('counter'),
-          () => services.tokens.storeRefreshToken(`u${i % 50}`, `t${i}`, 60),
-          () => services.sessions.createSession(`s${i % 200}`, { userId: `u${i % 50}` }, 60),
+          async () => {
+            const value = await raw.incr('counter');
+            if (promoted) mine.incr.push(value);
+          },
+          async () => {
+            await services.tokens.storeRefreshToken(`u${i % 50}`, `t${i}`, 60);
+            if (promoted) mine.tokens.push([`u${i % 50}`, `t${i}`]);
+          },
+          async () => {
+            await services.sessions.createSession(`s${i % 200}`, { userId: `u${i % 50}` }, 60);
+            if (promoted) mine.sessions.push(`s${i % 200}`);
+          },
           () => services.limits.consume(`ip${i % 20}`, { limit: 1_000_000, windowSeconds: 60 }),
-          () => services.cache.set(`i${i % 100}`, { i }, { ttl: 60 }),
+          async () => {
+            await services.cache.set(`i${i}`, { i }, { ttl: 60 });
+            if (promoted) mine.cache.push([`i${i}`, i]);
+          },
           () => services.locks.withLock(`r${w}`, 5000, async () => i),
-        ][i % 6]!;
+          async () => {
+            // one job per call: begin, then complete with the token begin gave
+            const begun = await services.jobs.begin(`job${i}`, { lockTtl: 60, resultTtl: 60 });
+            if (begun.state !== 'started') throw new Error(`begin of a new key answered ${begun.state}`);
+            if (!(await services.jobs.complete(`job${i}`, `r${i}`, { token: begun.token }))) {
+              throw new Error('complete with the token begin gave stored nothing');
+            }
+            if (promoted) mine.jobs.push([`job${i}`, `r${i}`]);
+          },
+          async () => {
+            await services.pubsub.publish(channel, `m${i}`);
+            if (promoted) mine.published.push(`m${i}`);
+          },
+        ][i % 8]!;
         try {
           await call();
           outcomes.ok++;
@@ -196,6 +243,7 @@ describe('a master killed under load', { timeout: 120_000 }, () => {
     const killedAt = Date.now();
     await cluster.waitForPromotion(victim.port, 20_000);
     const promotedAt = Date.now();
+    promoted = true;
     // traffic comes back within a few seconds of the promotion: bounded by the calls already
     // sent to the dead master (commandTimeoutMs) and at most a second to read the slot map anew
     const okAtPromotion = outcomes.ok;
@@ -224,6 +272,54 @@ describe('a master killed under load', { timeout: 120_000 }, () => {
     const token = `after-${Date.now()}`;
     await services.tokens.storeRefreshToken('u-after', token, 60);
     assert.equal(await services.tokens.isRefreshTokenValid('u-after', token), true);
+    // every write acknowledged after the promotion, of every worker, reads back
+    const incrs = acked.flatMap((a) => a.incr);
+    const tokens = acked.flatMap((a) => a.tokens);
+    const sessions = [...new Set(acked.flatMap((a) => a.sessions))];
+    const cached = acked.flatMap((a) => a.cache);
+    const jobs = acked.flatMap((a) => a.jobs);
+    const published = acked.flatMap((a) => a.published);
+    console.log(
+      `acknowledged after the promotion, read back: ${incrs.length} increments, ${tokens.length} tokens, ` +
+        `${sessions.length} sessions, ${cached.length} cache sets, ${jobs.length} jobs completed, ${published.length} messages`,
+    );
+    assert.ok(incrs.length > 0, 'increments were acknowledged after the promotion');
+    assert.equal(new Set(incrs).size, incrs.length, 'no two increments after the promotion answered the same value');
+    assert.ok(Math.max(...incrs) < after, `the counter (${after}) is past every increment acknowledged after the promotion`);
+    assert.ok(tokens.length > 0);
+    const invalid = (
+      await Promise.all(tokens.map(async ([u, t]) => ((await services.tokens.isRefreshTokenValid(u, t)) ? [] : [`${u}/${t}`])))
+    ).flat();
+    assert.deepEqual(invalid, [], 'every refresh token stored after the promotion is valid');
+    assert.ok(sessions.length > 0);
+    const infos = await Promise.all(sessions.map((s) => services.sessions.getSessionInfo(s)));
+    assert.deepEqual(
+      sessions.filter((s, k) => infos[k]?.userId !== `u${Number(s.slice(1)) % 50}`),
+      [],
+      'every session created after the promotion is there, with its user',
+    );
+    assert.ok(cached.length > 0);
+    assert.deepEqual(
+      await services.cache.mget(cached.map(([k]) => k)),
+      cached.map(([, i]) => ({ i })),
+      'every cache set after the promotion reads back',
+    );
+    assert.ok(jobs.length > 0);
+    const states = await Promise.all(jobs.map(([k]) => services.jobs.begin(k)));
+    assert.deepEqual(
+      states,
+      jobs.map(([, result]) => ({ state: 'completed', result })),
+      'every job completed after the promotion is completed, with its result',
+    );
+    assert.ok(published.length > 0);
+    for (let waited = 0; published.some((m) => !received.has(m)) && waited < 3000; waited += 50) await sleep(50);
+    assert.deepEqual(
+      published.filter((m) => !received.has(m)),
+      [],
+      'every message published after the promotion reached the subscriber',
+    );
+    await subscription.unsubscribe();
+    await listener.close();
     await c.close();
     await cluster.start(victim.port);
   });

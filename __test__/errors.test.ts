@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { sleep, startRedis } from './support/local-redis';
 import { RedisClient, RedisService, SessionService, isRedisError, type RedisErrorCode } from 'nestjs-redis-native';
 import { isRedisError as isRedisErrorFromNest, type RedisErrorCode as NestRedisErrorCode } from 'nestjs-redis-native/nest';
 import { prefixedClients, stopSharedRedis, testConnectOptions, uniquePrefix } from './support/redis-server';
@@ -257,5 +258,98 @@ describe('messages and stacks you can trace', () => {
     await assert.rejects(redis.setBuffer('huge', big), { code: 'ERR_INVALID_ARGUMENT' });
     assert.equal(await redis.set('after-huge', 'fine'), undefined);
     assert.equal(await redis.get('after-huge'), 'fine');
+  });
+});
+
+describe('outage and closed-client errors name the command and the key, and where it was called', () => {
+  // the caller's frames a rejection must show (captureStackTraces)
+  async function loadUser(service: RedisService): Promise<string | null> {
+    return await service.get('user:1');
+  }
+  async function userController(service: RedisService): Promise<string | null> {
+    return await loadUser(service);
+  }
+  const traced = (e: unknown) => {
+    assert.ok(e instanceof Error, String(e));
+    assert.match(e.stack ?? '', /at async loadUser .*errors\.test\.js/);
+    assert.match(e.stack ?? '', /at async userController .*errors\.test\.js/);
+    return e as Error & { code: string };
+  };
+
+  it('ERR_REDIS_TIMEOUT (a SIGSTOPped server): `GET user:1: ...`, the key without the prefix, with the caller stack', async () => {
+    const server = await startRedis();
+    const client = await RedisClient.connect({
+      url: server.url,
+      keyPrefix: 'app:',
+      commandTimeoutMs: 200,
+      pingIntervalMs: 0,
+      captureStackTraces: true,
+    });
+    try {
+      const service = new RedisService(client);
+      await service.set('user:1', 'ada');
+      server.pause();
+      const e = traced(await userController(service).catch((err: unknown) => err));
+      assert.equal(e.code, 'ERR_REDIS_TIMEOUT');
+      assert.match(e.message, new RegExp(`^GET user:1: Redis at 127\\.0\\.0\\.1:${server.port} did not reply within 200 ms`));
+      assert.match(e.stack ?? '', /^Error: GET user:1: /);
+      const write = await service.incr('visits:1').catch((err: unknown) => err);
+      assert.ok(isRedisError(write) && write.code === 'ERR_REDIS_TIMEOUT', String(write));
+      assert.match(write.message, /^INCRBY visits:1: /);
+    } finally {
+      server.resume();
+      await client.close();
+      await server.stop();
+    }
+  });
+
+  it('ERR_REDIS_CONNECTION (a stopped server): `GET user:1: ...` naming the server, with the caller stack', async () => {
+    const server = await startRedis();
+    const client = await RedisClient.connect({
+      url: server.url,
+      keyPrefix: 'app:',
+      captureStackTraces: true,
+      reconnect: { minDelayMs: 50, maxDelayMs: 100 },
+    });
+    try {
+      const service = new RedisService(client);
+      await service.set('user:1', 'ada');
+      await server.stop();
+      // as the loss is noticed, then while reconnecting keeps failing
+      for (const wait of [0, 300]) {
+        await sleep(wait);
+        const e = traced(await userController(service).catch((err: unknown) => err));
+        assert.equal(e.code, 'ERR_REDIS_CONNECTION');
+        assert.match(e.message, new RegExp(`^GET user:1: .*127\\.0\\.0\\.1:${server.port}`));
+      }
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('ERR_CLIENT_CLOSED: `GET user:1: ...` for a call after close() and for one in flight at close(), with the caller stack', async () => {
+    const server = await startRedis();
+    const client = await RedisClient.connect({
+      url: server.url,
+      keyPrefix: 'app:',
+      commandTimeoutMs: 5000,
+      pingIntervalMs: 0,
+      captureStackTraces: true,
+    });
+    try {
+      const service = new RedisService(client);
+      server.pause();
+      const inFlight = userController(service).catch((err: unknown) => err);
+      await sleep(50);
+      await client.close();
+      const after = userController(service).catch((err: unknown) => err);
+      for (const e of [traced(await inFlight), traced(await after)]) {
+        assert.equal(e.code, 'ERR_CLIENT_CLOSED');
+        assert.match(e.message, /^GET user:1: the Redis client was closed/);
+      }
+    } finally {
+      server.resume();
+      await server.stop();
+    }
   });
 });

@@ -207,3 +207,61 @@ describe('PubSubService bad input', () => {
     await assert.rejects(pubsub.publish('c', any(undefined)), { code: 'ERR_SERIALIZATION' });
   });
 });
+
+describe('subscribe() racing close()', () => {
+  it('subscribe() in the same tick as close() settles with ERR_CLIENT_CLOSED or an inert Subscription, and leaves no subscriber on the server', async () => {
+    // a server of its own: its CLIENT LIST and PUBLISH counts see only this test's connections
+    const server = await startRedis();
+    const observer = await RedisClient.connect({ url: server.url });
+    const observe = new RedisService(observer);
+    const outcomes = { rejected: 0, resolved: 0 };
+    const channels: string[] = [];
+    const delivered: string[] = [];
+    const resolved: { unsubscribe(): Promise<void> }[] = [];
+    try {
+      for (let k = 0; k < 40; k++) {
+        const c = await RedisClient.connect({ url: server.url, clientName: `same-tick-${k}` });
+        const service = new PubSubService(c);
+        // every other round the subscriber connection is already up (another channel)
+        if (k % 2 === 1) await service.subscribe(`warm-${k}`, () => {});
+        const ch = channel();
+        channels.push(ch, `warm-${k}`);
+        const subscribing = service.subscribe(ch, (m: string) => delivered.push(m));
+        const closing = c.close();
+        const outcome = await Promise.race([
+          subscribing.then(
+            (s) => ({ s }),
+            (e: unknown) => ({ e }),
+          ),
+          sleep(3000).then(() => 'still pending'),
+        ]);
+        assert.notEqual(outcome, 'still pending', 'subscribe() settles');
+        if (typeof outcome === 'object' && 'e' in outcome) {
+          assert.equal((outcome.e as { code?: string }).code, 'ERR_CLIENT_CLOSED', String(outcome.e));
+          outcomes.rejected++;
+        } else if (typeof outcome === 'object') {
+          assert.equal(outcome.s.channel, ch);
+          resolved.push(outcome.s);
+          outcomes.resolved++;
+        }
+        await closing;
+      }
+      console.log(`subscribe() in the same tick as close(): ${outcomes.rejected} rejected, ${outcomes.resolved} resolved`);
+      // the closed clients' subscriber connections go away by themselves
+      const left = async () =>
+        [...String(await observe.command('CLIENT', ['LIST'])).matchAll(/ name=(same-tick-\d+:sub) /g)].map((m) => m[1]);
+      const deadline = Date.now() + 3000;
+      while ((await left()).length > 0 && Date.now() < deadline) await sleep(20);
+      assert.deepEqual(await left(), [], 'no subscriber connection of a closed client is left');
+      // nothing listens any more: no receivers, and no handler is called
+      for (const ch of channels) assert.equal(await observe.command('PUBLISH', [ch, 'after close']), 0, ch);
+      await sleep(100);
+      assert.deepEqual(delivered, []);
+      // unsubscribing a Subscription of a closed client is harmless
+      for (const s of resolved) await s.unsubscribe();
+    } finally {
+      await observer.close();
+      await server.stop();
+    }
+  });
+});

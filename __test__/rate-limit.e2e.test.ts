@@ -17,6 +17,7 @@ import type { NestExpressApplication } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
 import request from 'supertest';
+import { RedisClient, RedisService } from 'nestjs-redis-native';
 import { RateLimit, RateLimitGuard, RedisModule } from 'nestjs-redis-native/nest';
 import { sleep, stopSharedRedis, testConnectOptions, uniquePrefix } from './support/redis-server';
 
@@ -297,3 +298,67 @@ describe('@RateLimit() rules are checked when the app starts', () => {
     }, /AdminController.*limit/);
   });
 });
+
+// `key` returning an object (a user record, say) instead of a string or number: the README
+// says anything else than a non-empty string or a finite number limits by the client IP
+@Controller('object-key')
+class ObjectKeyController {
+  @Get()
+  @RateLimit({ limit: 1, windowSeconds: 60, key: ((ctx: ExecutionContext) => ({ id: request$(ctx).headers['x-user'] })) as any })
+  get() {
+    return { ok: true };
+  }
+}
+
+for (const adapter of ['express', 'fastify'] as const) {
+  describe(`@RateLimit() key function returning an object on ${adapter}`, () => {
+    let app: INestApplication;
+    let keyPrefix: string;
+    let observer: RedisClient;
+    const http = () => request(app.getHttpServer());
+
+    before(async () => {
+      keyPrefix = uniquePrefix();
+      const connection = await testConnectOptions();
+      observer = await RedisClient.connect({ ...connection, keyPrefix });
+      const moduleRef = await Test.createTestingModule({
+        imports: [RedisModule.forRoot({ ...connection, keyPrefix })],
+        controllers: [ObjectKeyController],
+      }).compile();
+      if (adapter === 'fastify') {
+        app = moduleRef.createNestApplication(new FastifyAdapter({ trustProxy: true }));
+      } else {
+        app = moduleRef.createNestApplication<NestExpressApplication>();
+        (app as NestExpressApplication).set('trust proxy', true);
+      }
+      await app.init();
+      if (adapter === 'fastify') await (app.getHttpAdapter().getInstance() as { ready(): Promise<void> }).ready();
+    });
+
+    after(async () => {
+      await app.close();
+      await new RedisService(observer).deletePattern('*');
+      await observer.close();
+    });
+
+    it('a key function that returns an object limits by client IP instead (not one bucket for every object)', async () => {
+      const [a, b] = adapter === 'express' ? ['10.0.3.1', '10.0.3.2'] : ['10.0.4.1', '10.0.4.2'];
+      const get = (ip: string, user: string) => http().get('/object-key').set('X-Forwarded-For', ip).set('X-User', user);
+      await get(a, 'u1').expect(200);
+      // the same object from another IP: its own bucket (the object is not the key, nor its text)
+      await get(b, 'u1').expect(200);
+      // another object from the first IP: that IP's bucket, used up
+      await get(a, 'u2').expect(429);
+      await get(b, 'u2').expect(429);
+      // what was counted: one key per IP, marked as an IP
+      const keys = await new RedisService(observer).keys('rate_limit:*');
+      assert.equal(keys.length, 2, keys.join(', '));
+      assert.deepEqual(
+        [a, b].map((ip) => keys.filter((k) => k.includes(`:ip:${ip}}`)).length),
+        [1, 1],
+        keys.join(', '),
+      );
+      assert.ok(!keys.some((k) => k.includes('object') || k.includes('u1')), keys.join(', '));
+    });
+  });
+}

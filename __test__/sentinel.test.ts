@@ -1,5 +1,10 @@
 // Sentinel set-up of its own (a master, a replica, three sentinels on loopback): the
 // client finds the master through the sentinels and follows a failover without a restart.
+import 'reflect-metadata';
+import { randomUUID } from 'node:crypto';
+import { Test } from '@nestjs/testing';
+import { RateLimitService, SessionService, TokenService } from 'nestjs-redis-native';
+import { RedisModule } from 'nestjs-redis-native/nest';
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { RedisClient, RedisService, isRedisError } from 'nestjs-redis-native';
@@ -15,6 +20,35 @@ before(async () => {
 
 after(async () => {
   await sentinel?.stop();
+});
+
+describe('RedisModule with Sentinel', { timeout: 60_000 }, () => {
+  it('RedisModule.forRoot({ sentinel }) in a Nest testing module gives a RedisService working on the master the sentinels name', async () => {
+    const keyPrefix = `nest:${randomUUID()}:`;
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        RedisModule.forRoot({
+          sentinel: { nodes: sentinel.sentinels, masterName: sentinel.masterName },
+          keyPrefix,
+          commandTimeoutMs: 3000,
+        }),
+      ],
+    }).compile();
+    await moduleRef.init();
+    try {
+      const redis = moduleRef.get(RedisService);
+      const master = await sentinel.master();
+      await redis.set('greeting', 'hello from Nest', 60);
+      assert.equal(await respCommand(master.port, ['GET', `${keyPrefix}greeting`]), 'hello from Nest');
+      assert.equal(await redis.get('greeting'), 'hello from Nest');
+      assert.equal(await redis.incr('visits'), 1);
+      const h = await moduleRef.get(RedisClient).health();
+      assert.equal(h.topology, 'sentinel');
+      assert.equal(h.role, 'master');
+    } finally {
+      await moduleRef.close();
+    }
+  });
 });
 
 const connect = () =>
@@ -105,13 +139,42 @@ describe('Sentinel', { timeout: 180_000 }, () => {
   it('a master SIGKILLed under load: every call settles, the client reconnects to the master Sentinel promotes, and writes acknowledged after it read back', async () => {
     const client = await connect();
     const redis = new RedisService(client);
+    const tokens = new TokenService(client);
+    const sessions = new SessionService(client);
+    const limits = new RateLimitService(client);
     const old = await sentinel.master();
     const outcomes = { ok: 0, failed: 0, codes: new Map<string, number>() };
     let stop = false;
+    // besides the counter: refresh tokens, sessions and rate limits; every write the workers had
+    // acknowledged after the promotion is read back at the end
+    const run = randomUUID();
+    const limit = { limit: 100_000, windowSeconds: 60, algorithm: 'sliding-window' as const };
+    let promoted = false;
+    let next = 0;
+    const acked = {
+      tokens: [] as [user: string, token: string][],
+      sessions: [] as string[],
+      consumed: new Map<string, number>(), // key: the least remaining a consume answered
+    };
     const worker = async () => {
       while (!stop) {
+        const i = next++;
         try {
-          await redis.incr('killed-counter');
+          if (i % 4 === 0) await redis.incr('killed-counter');
+          else if (i % 4 === 1) {
+            await tokens.storeRefreshToken(`${run}:u${i % 10}`, `t${i}`, 60);
+            if (promoted) acked.tokens.push([`${run}:u${i % 10}`, `t${i}`]);
+          } else if (i % 4 === 2) {
+            await sessions.createSession(`${run}:s${i}`, { userId: `${run}:u${i % 10}` }, 60);
+            if (promoted) acked.sessions.push(`${run}:s${i}`);
+          } else {
+            const key = `${run}:ip${i % 10}`;
+            const r = await limits.consume(key, limit);
+            // the outage policy answered: a failure like the others
+            if (r.redisError) throw Object.assign(new Error(r.redisError.message), { code: r.redisError.code });
+            assert.equal(r.allowed, true);
+            if (promoted) acked.consumed.set(key, Math.min(r.remaining, acked.consumed.get(key) ?? Infinity));
+          }
           outcomes.ok++;
         } catch (e) {
           outcomes.failed++;
@@ -131,6 +194,7 @@ describe('Sentinel', { timeout: 180_000 }, () => {
       fresh = await sentinel.master();
     }
     const promotedAt = Date.now();
+    promoted = true;
     assert.notEqual(fresh.port, old.port, 'the sentinels promoted the replica');
     const okAtPromotion = outcomes.ok;
     while (outcomes.ok < okAtPromotion + 500 && Date.now() - promotedAt < 10_000) await sleep(50);
@@ -139,10 +203,27 @@ describe('Sentinel', { timeout: 180_000 }, () => {
     await settled(workers);
     console.log(
       `sentinel master killed: promoted ${promotedAt - killedAt} ms after the kill, calls succeeding again ${recoveredMs} ms after it; ` +
-        `${outcomes.ok} calls ok, ${outcomes.failed} failed (${[...outcomes.codes].map(([k, v]) => `${k}: ${v}`).join(', ') || 'none'})`,
+        `${outcomes.ok} calls ok, ${outcomes.failed} failed (${[...outcomes.codes].map(([k, v]) => `${k}: ${v}`).join(', ') || 'none'}); ` +
+        `acknowledged after the promotion: ${acked.tokens.length} tokens, ${acked.sessions.length} sessions, consumes on ${acked.consumed.size} keys`,
     );
     for (const code of outcomes.codes.keys()) {
       assert.ok(['ERR_REDIS_CONNECTION', 'ERR_REDIS_TIMEOUT'].includes(code), `unexpected failure ${code}`);
+    }
+    assert.ok(
+      acked.tokens.length > 0 && acked.sessions.length > 0 && acked.consumed.size > 0,
+      'every service was acknowledged after the promotion',
+    );
+    const invalid = [];
+    for (const [u, t] of acked.tokens) if (!(await tokens.isRefreshTokenValid(u, t))) invalid.push(`${u}/${t}`);
+    assert.deepEqual(invalid, [], 'every refresh token stored after the promotion is valid');
+    const missing = [];
+    for (const s of acked.sessions) if ((await sessions.getSessionInfo(s))?.userId === undefined) missing.push(s);
+    assert.deepEqual(missing, [], 'every session created after the promotion is there');
+    for (const [key, remaining] of acked.consumed) {
+      // nothing counted after the promotion was lost: at most what the last consume left
+      const now = await limits.status(key, limit);
+      assert.equal(now.redisError, undefined);
+      assert.ok(now.remaining <= remaining, `${key}: ${now.remaining} left, a consume after the promotion left ${remaining}`);
     }
     assert.ok(recoveredMs < 5000, `calls succeed again within a few seconds of the promotion (${recoveredMs} ms)`);
     const n = await redis.incr('killed-counter');

@@ -223,6 +223,41 @@ describe('a server loading its dataset (LOADING)', () => {
     assert.equal(await new RedisService(client).get('loading:k'), 'v');
     await client.close();
   });
+
+  it('consume applies its outage policy to LOADING and says why', async () => {
+    const client = await RedisClient.connect({ url: server.url, commandTimeoutMs: 200 });
+    const closed = new RateLimitService(client);
+    const open = new RateLimitService(client, { onRedisError: 'fail-open' });
+    const options = { limit: 5, windowSeconds: 60 };
+    assert.equal((await closed.consume('loading:rl', options)).redisError, undefined, 'counted before the reload');
+    const admin = await RedisClient.connect({ url: server.url, commandTimeoutMs: 60_000 });
+    const reload = new RedisService(admin).command('DEBUG', ['RELOAD']);
+    let sawLoading = false;
+    for (let i = 0; i < 100 && !sawLoading; i++) {
+      const reply = await respCommand(server.port, ['GET', 'loading:k'], 10_000).catch((e: Error) => e);
+      sawLoading = reply instanceof Error && /LOADING/.test(reply.message);
+      if (!sawLoading) await sleep(10);
+    }
+    assert.ok(sawLoading, 'the server answered LOADING');
+    // both at once, while it loads (a second or more; each gives up after 200 ms)
+    const [refused, allowed] = await Promise.all([closed.consume('loading:rl', options), open.consume('loading:rl', options)]);
+    assert.equal(refused.allowed, false);
+    assert.equal(refused.redisError?.code, 'ERR_REDIS_CONNECTION');
+    assert.equal(refused.redisError?.policy, 'fail-closed');
+    assert.match(refused.redisError?.message ?? '', /LOADING/);
+    assert.equal(allowed.allowed, true);
+    assert.equal(allowed.redisError?.code, 'ERR_REDIS_CONNECTION');
+    assert.equal(allowed.redisError?.policy, 'fail-open');
+    assert.match(allowed.redisError?.message ?? '', /LOADING/);
+    await reload;
+    // loaded: decided by Redis again, and the calls the policy decided were not counted
+    const normal = await closed.consume('loading:rl', options);
+    assert.equal(normal.allowed, true);
+    assert.equal(normal.redisError, undefined);
+    assert.equal(normal.remaining, options.limit - 2);
+    await admin.close();
+    await client.close();
+  });
 });
 
 describe('a server that becomes a replica (READONLY)', () => {

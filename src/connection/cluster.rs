@@ -61,8 +61,6 @@ pub struct Cluster {
   lanes: Arc<Mutex<HashMap<Route, Lane>>>,
   /// When a fresh engine connection was last asked for (ms since `born`).
   last_nudge: AtomicU64,
-  /// The fresh engine connection being made.
-  pending_conn: Mutex<Option<oneshot::Receiver<ClusterConnection>>>,
   born: Instant,
 }
 
@@ -154,7 +152,6 @@ impl Cluster {
       events,
       lanes: Default::default(),
       last_nudge: AtomicU64::new(0),
-      pending_conn: Mutex::new(None),
       born: Instant::now(),
     })
   }
@@ -164,7 +161,6 @@ impl Cluster {
   }
 
   fn check_open(&self) -> RnResult<()> {
-    self.take_fresh();
     if self.closed.load(Ordering::SeqCst) {
       Err(RnError::closed())
     } else {
@@ -336,7 +332,7 @@ impl Cluster {
     let client = self.client.clone();
     let timeout = self.config.connect_timeout;
     let rebuilding = self.rebuilding.clone();
-    let (tx, rx) = oneshot::channel::<ClusterConnection>();
+    let conns = self.conn.clone();
     tokio::spawn(async move {
       let attempt = async {
         let mut conn = client.get_async_connection().await?;
@@ -344,30 +340,15 @@ impl Cluster {
         Ok::<_, redis::RedisError>(conn)
       };
       if let Ok(Ok(conn)) = tokio::time::timeout(timeout, attempt).await {
-        let _ = tx.send(conn);
+        // switched to as soon as it is made, not by the next call to start: under load
+        // every caller times out together and calls again at once, on the old one,
+        // before this one is made; none started until the next wave of timeouts, whose
+        // nudge replaced it unused (the client stayed on the old slot map, every call
+        // timing out, long after a failover)
+        *conns.write().unwrap_or_else(|e| e.into_inner()) = conn;
       }
       rebuilding.store(false, Ordering::SeqCst);
     });
-    self
-      .pending_conn
-      .lock()
-      .unwrap_or_else(|e| e.into_inner())
-      .replace(rx);
-  }
-
-  /// Switches to a fresh engine connection once `nudge` made one.
-  fn take_fresh(&self) {
-    let mut pending = self.pending_conn.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(rx) = pending.as_mut() {
-      match rx.try_recv() {
-        Ok(conn) => {
-          *self.conn.write().unwrap_or_else(|e| e.into_inner()) = conn;
-          *pending = None;
-        }
-        Err(oneshot::error::TryRecvError::Closed) => *pending = None,
-        Err(oneshot::error::TryRecvError::Empty) => {}
-      }
-    }
   }
 
   fn failed(&self, e: redis::RedisError, cmd: &Cmd) -> RnError {
