@@ -4,8 +4,9 @@
 // 'memory://<name>' }`, one name per test process (so every client of a test shares one
 // keyspace, as they share the standalone server), and the tests that need a real server
 // (they start, kill, pause or inspect one, or send commands memory:// does not have) are
-// skipped with their reason (onlyStandalone(), notOnMemory()). Then the differential test
-// (__test__/differential.test.ts) compares memory:// with a redis-server command by command.
+// skipped with their reason (onlyStandalone(), notOnMemory()). (The differential test,
+// __test__/differential.test.ts, which compares memory:// with a redis-server command by
+// command, is one of the standalone suites: `npm run test:ts` runs it.)
 //
 // When this build refuses `memory://`, says so and runs nothing (exit 0), unless
 // TEST_MEMORY_STANDIN=1: then a redis-server stands in for the store, to check the suites
@@ -21,7 +22,7 @@ const path = require('node:path');
 const root = path.resolve(__dirname, '..');
 
 // The suites of scripts/test-cluster.js, plus the ones that can run on memory:// but not
-// on a cluster (near-cache, adapters) and the differential test.
+// on a cluster (near-cache, adapters).
 const SUITES = [
   'redis-service',
   'redis-service-more',
@@ -54,7 +55,6 @@ const SUITES = [
   'adapters-metrics',
   'near-cache',
   'adapters',
-  'differential',
 ];
 // Not run here: every test of these starts, kills, pauses or inspects a server of its own
 // (reliability, transient-errors, tls, soak, nest-health, nest-connection-logging,
