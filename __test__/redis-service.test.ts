@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { RedisService } from 'nestjs-redis-native';
-import { onlyStandalone, prefixedClients, sleep, stopSharedRedis } from './support/redis-server';
+import { notOnMemory, onlyStandalone, prefixedClients, sleep, stopSharedRedis } from './support/redis-server';
 
 let redis: RedisService;
 // A client without prefix, to look at what is really stored.
@@ -9,6 +9,7 @@ let raw: RedisService;
 let prefix: string;
 let closeClients: () => Promise<void>;
 const crossSlot = onlyStandalone('ZUNIONSTORE of keys in different slots is refused by a cluster (CROSSSLOT)');
+const scriptFlush = notOnMemory('SCRIPT FLUSH empties the script cache of a real server');
 
 before(async () => {
   ({ redis, raw, prefix, close: closeClients } = await prefixedClients());
@@ -429,7 +430,7 @@ describe('ping', () => {
 });
 
 describe('scripts after SCRIPT FLUSH', () => {
-  it('incr with ttl reloads its script transparently', async () => {
+  it('incr with ttl reloads its script transparently', scriptFlush, async () => {
     await redis.incr('flush-ctr', 1, 10);
     await raw.command('SCRIPT', ['FLUSH']);
     assert.equal(await redis.incr('flush-ctr', 1, 10), 2);

@@ -74,10 +74,13 @@ export async function testConnectOptions(): Promise<TestConnectOptions> {
 
 /**
  * Options of a test (or `describe`) that can only run on a standalone server: skipped on the
- * cluster and on `memory://`, with `reason`. `it('...', onlyStandalone('kills the server'), async () => ...)`.
+ * cluster and on `memory://`, with `reason` (on memory://, `onMemory` when the reason is the
+ * cluster's). `it('...', onlyStandalone('kills the server'), async () => ...)`.
  */
-export function onlyStandalone(reason: string): { skip?: string } {
-  return testTopology() !== 'standalone' ? { skip: `standalone only: ${reason}` } : {};
+export function onlyStandalone(reason: string, onMemory = reason): { skip?: string } {
+  const topology = testTopology();
+  if (topology === 'memory') return { skip: `standalone only: ${onMemory}` };
+  return topology === 'cluster' ? { skip: `standalone only: ${reason}` } : {};
 }
 
 /**
