@@ -256,6 +256,14 @@ const SCRIPTS: { body: string; keys: number; argv?: (g: Gen) => Arg[] }[] = [
   { body: 'return tostring(unpack({1, 2}))', keys: 0 },
   { body: "return redis.call('EVAL', 'return 1', 0)", keys: 0 },
   { body: 'x = 1; return x', keys: 0 },
+  {
+    body: "local t = redis.call('TIME'); return {#t, type(t[1]), tonumber(t[1]) > 1600000000, tonumber(t[2]) < 1000000}",
+    keys: 0,
+  },
+  {
+    body: "local t = redis.call('TIME'); redis.call('PEXPIREAT', KEYS[1], t[1] * 1000 + 100000000); return redis.call('PTTL', KEYS[1]) > 99000000",
+    keys: 1,
+  },
 ];
 
 /**
@@ -436,6 +444,21 @@ const COMMANDS: {
   { name: 'LRANGE', weight: 2, gen: (g) => [g.key(), g.index(), g.index()] },
   { name: 'LLEN', weight: 1, gen: (g) => [g.key()] },
   { name: 'LTRIM', weight: 1, gen: (g) => [g.key(), g.index(), g.index()] },
+  // keys: every key SCAN finds with a pattern (a glob over this sequence's keys), sorted
+  {
+    name: 'SCAN',
+    weight: 2,
+    kind: 'unordered',
+    gen: (g) => {
+      const base = g.keyNames[0].slice(0, -1);
+      const pattern = g.pick(['*', '?', '[0-2]', '[^1]', '[!1-4]', '\\1', '[a-z]', '*[35]', '']);
+      return [
+        'MATCH',
+        base + pattern,
+        ...(g.chance(0.3) ? ['TYPE', g.pick(['string', 'hash', 'zset', 'set', 'list', 'none'])] : []),
+      ];
+    },
+  },
   // scripts
   {
     name: 'EVAL',
@@ -536,6 +559,17 @@ function normalise(kind: Kind, reply: unknown): unknown {
 
 async function run(service: RedisService, step: Step): Promise<Outcome> {
   try {
+    if (step.name === 'SCAN') {
+      // a whole iteration, a few keys at a time: the keys found, each once
+      const found = new Set<string>();
+      let cursor = '0';
+      do {
+        const [next, keys] = (await service.command('SCAN', [cursor, ...step.args, 'COUNT', '2'])) as [string, string[]];
+        for (const k of keys) found.add(k);
+        cursor = next;
+      } while (cursor !== '0');
+      return { reply: normalise(step.kind, [...found]) };
+    }
     return { reply: normalise(step.kind, await service.command(step.name, step.args)) };
   } catch (e: any) {
     return { error: `${e.code} ${e.message}` };
@@ -601,11 +635,13 @@ before(async () => {
   server = await startRedis();
   redisClient = await RedisClient.connect({ url: server.url });
   try {
+    // DIFF_AGAINST=redis: a second redis-server on the memory side, to check the test itself
+    if (process.env.DIFF_AGAINST === 'redis') throw Object.assign(new Error('DIFF_AGAINST=redis'), { code: 'by choice:' });
     memoryClient = await RedisClient.connect({ url: 'memory://' });
   } catch (e: any) {
     standIn = await startRedis();
     memoryClient = await RedisClient.connect({ url: standIn.url });
-    memoryLabel = `a redis-server standing in for memory:// (refused: ${e.code} ${e.message})`;
+    memoryLabel = `a redis-server standing in for memory:// (${e.code} ${e.message})`;
   }
   redis = new RedisService(redisClient);
   memory = new RedisService(memoryClient);
@@ -665,6 +701,12 @@ function shape(outcome: string): string {
   return m ? `error ${m[1]}` : 'reply';
 }
 
+/** The environment that replays sequence `seed` (what makes the sequences must be the same). */
+function replayEnv(seed: number): string {
+  const same = ['DIFF_COMMANDS', 'DIFF_SKIP', 'DIFF_SKIP_SCRIPTS', 'DIFF_ERRORS'].filter((name) => process.env[name]);
+  return [`DIFF_SEED=${seed}`, ...same.map((name) => `${name}=${JSON.stringify(process.env[name])}`)].join(' ');
+}
+
 /** Mismatches grouped by command (by script, for EVAL) and how each side answered. */
 function report(mismatches: Mismatch[]): string {
   const groups = new Map<string, Mismatch[]>();
@@ -686,7 +728,7 @@ function report(mismatches: Mismatch[]): string {
       `  seed ${m.seed}, step ${m.step}: ${m.command}`,
       `    redis-server: ${m.redis}`,
       `    memory:       ${m.memory}`,
-      `    replay: DIFF_SEED=${m.seed}; the steps before it:`,
+      `    replay: ${replayEnv(m.seed)}; the steps before it:`,
       ...m.history.slice(-6).map((h) => `      ${h}`),
     );
   }
