@@ -508,17 +508,6 @@ fn from_object(map: &Map<String, Value>) -> RnResult<ClientConfig> {
   let mut tls: Option<TlsConfig> = None;
 
   let memory = opt_string(map, "url")?.and_then(|u| memory_url(&u));
-  if memory.is_some() {
-    for k in [
-      "host", "port", "username", "password", "db", "tls", "cluster", "sentinel",
-    ] {
-      if map.get(k).is_some_and(|v| !v.is_null()) {
-        return Err(RnError::invalid(format!(
-          "option `{k}` does not go with `url: 'memory://'`, which keeps the data in this process and names no server"
-        )));
-      }
-    }
-  }
   if let Some(url) = opt_string(map, "url")?.filter(|_| memory.is_none()) {
     let parsed = parse_url(&url)?;
     host = parsed.host;
@@ -569,6 +558,18 @@ fn from_object(map: &Map<String, Value>) -> RnResult<ClientConfig> {
     }
   }
 
+  if memory.is_some() {
+    // (after each option's own checks, so a mistyped option is named as such)
+    for k in [
+      "host", "port", "username", "password", "db", "tls", "cluster", "sentinel",
+    ] {
+      if map.get(k).is_some_and(|v| !v.is_null()) {
+        return Err(RnError::invalid(format!(
+          "option `{k}` does not go with `url: 'memory://'`, which keeps the data in this process and names no server"
+        )));
+      }
+    }
+  }
   let topology = match memory {
     Some(name) => Topology::Memory { name },
     None => parse_topology(map, &mut username, &mut password, &mut tls)?,

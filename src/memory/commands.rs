@@ -114,6 +114,7 @@ pub const SPECS: &[Spec] = specs![
   ("LPUSH", -3, 1, 1, 1, true),
   ("LRANGE", 4, 1, 1, 1, true),
   ("LTRIM", 4, 1, 1, 1, true),
+  ("MEMORY", -2, 0, 0, 0, true),
   ("MGET", -2, 1, -1, 1, true),
   ("MSET", -3, 1, -1, 2, true),
   ("MSETNX", -3, 1, -1, 2, true),
@@ -150,6 +151,7 @@ pub const SPECS: &[Spec] = specs![
   ("ZCARD", 2, 1, 1, 1, true),
   ("ZCOUNT", 4, 1, 1, 1, true),
   ("ZINCRBY", 4, 1, 1, 1, true),
+  ("ZINTERSTORE", -4, 0, 0, 0, true),
   ("ZMSCORE", -3, 1, 1, 1, true),
   ("ZRANGE", -4, 1, 1, 1, true),
   ("ZRANGEBYSCORE", -4, 1, 1, 1, true),
@@ -161,6 +163,7 @@ pub const SPECS: &[Spec] = specs![
   ("ZREVRANGEBYSCORE", -4, 1, 1, 1, true),
   ("ZREVRANK", 3, 1, 1, 1, true),
   ("ZSCORE", 3, 1, 1, 1, true),
+  ("ZUNIONSTORE", -4, 0, 0, 0, true),
 ];
 
 pub fn spec(name: &str) -> Option<&'static Spec> {
@@ -662,6 +665,21 @@ pub fn execute(ctx: &mut Ctx, args: &[Vec<u8>], from_script: bool) -> Value {
       }),
       _ => Err("ERR min or max is not a float".into()),
     },
+    "ZUNIONSTORE" | "ZINTERSTORE" => zstore(ctx, &name, a),
+    "MEMORY" => match (
+      String::from_utf8_lossy(&a[0]).to_ascii_uppercase().as_str(),
+      a.len(),
+    ) {
+      ("USAGE", 2) | ("USAGE", 4) => Ok(match ctx.db.get(&a[1], now) {
+        // approximate: the data, the key twice (map and expiry index) and the entry
+        Some(e) => Value::Int((e.data.approx_bytes() + 2 * a[1].len() + 56) as i64),
+        None => Value::Nil,
+      }),
+      _ => Err(format!(
+        "ERR unknown subcommand '{}': memory:// does not support it",
+        String::from_utf8_lossy(&a[0])
+      )),
+    },
     "ZRANGE" => zrange(ctx, a, false, false),
     "ZREVRANGE" => zrange(ctx, a, true, false),
     "ZRANGEBYSCORE" => zrange(ctx, a, false, true),
@@ -823,7 +841,11 @@ fn command(a: &[Vec<u8>]) -> Res {
     Value::Array(vec![
       bulk(s.name.to_ascii_lowercase()),
       Value::Int(s.arity),
-      Value::Array(vec![]),
+      Value::Array(if movable(s.name) {
+        vec![Value::SimpleString("movablekeys".into())]
+      } else {
+        vec![]
+      }),
       Value::Int(s.first),
       Value::Int(s.last),
       Value::Int(s.step),
@@ -873,11 +895,23 @@ fn command(a: &[Vec<u8>]) -> Res {
   }
 }
 
+/// Whether a command's keys move with its arguments (COMMAND GETKEYS finds them).
+fn movable(name: &str) -> bool {
+  matches!(name, "ZUNIONSTORE" | "ZINTERSTORE")
+}
+
 /// The positions of the keys in `args` (`args[0]` the command's name).
 pub fn key_positions(s: &Spec, args: &[Vec<u8>]) -> Vec<usize> {
   if s.name.starts_with("EVAL") {
     let n = args.get(2).and_then(|n| parse_i64(n)).unwrap_or(0).max(0) as usize;
     return (3..(3 + n).min(args.len())).collect();
+  }
+  if movable(s.name) {
+    // destination numkeys key...
+    let n = args.get(2).and_then(|n| parse_i64(n)).unwrap_or(0).max(0) as usize;
+    return std::iter::once(1)
+      .chain(3..(3 + n).min(args.len()))
+      .collect();
   }
   if s.first <= 0 {
     return Vec::new();
@@ -1366,6 +1400,105 @@ fn zadd(ctx: &mut Ctx, a: &[Vec<u8>]) -> Res {
       Value::Int(if ch { added + changed } else { added })
     })
   })
+}
+
+/// ZUNIONSTORE / ZINTERSTORE destination numkeys key... [WEIGHTS w...] [AGGREGATE
+/// SUM|MIN|MAX] (sets count as members with score 1).
+fn zstore(ctx: &mut Ctx, name: &str, a: &[Vec<u8>]) -> Res {
+  let n = match parse_i64(&a[1]) {
+    Some(n) if n > 0 => n as usize,
+    Some(_) => {
+      return Err(format!(
+        "ERR at least 1 input key is needed for '{}' command",
+        name.to_ascii_lowercase()
+      ))
+    }
+    None => return Err(NOT_INT.into()),
+  };
+  if a.len() < 2 + n {
+    return Err(SYNTAX.into());
+  }
+  let keys = &a[2..2 + n];
+  let mut weights = vec![1.0; n];
+  let mut aggregate = "SUM".to_string();
+  let mut i = 2 + n;
+  while i < a.len() {
+    let word = String::from_utf8_lossy(&a[i]).to_ascii_uppercase();
+    if word == "WEIGHTS" && i + n < a.len() {
+      for (j, w) in weights.iter_mut().enumerate() {
+        *w = parse_float(&a[i + 1 + j]).ok_or("ERR weight value is not a float")?;
+      }
+      i += 1 + n;
+    } else if word == "AGGREGATE" && i + 1 < a.len() {
+      aggregate = String::from_utf8_lossy(&a[i + 1]).to_ascii_uppercase();
+      if !matches!(aggregate.as_str(), "SUM" | "MIN" | "MAX") {
+        return Err(SYNTAX.into());
+      }
+      i += 2;
+    } else {
+      return Err(SYNTAX.into());
+    }
+  }
+  let now = ctx.now;
+  let mut inputs: Vec<Vec<(Vec<u8>, f64)>> = Vec::with_capacity(n);
+  for k in keys {
+    inputs.push(match ctx.db.get(k, now) {
+      None => Vec::new(),
+      Some(Entry {
+        data: Data::ZSet(z),
+        ..
+      }) => z.scores.iter().map(|(m, s)| (m.clone(), *s)).collect(),
+      Some(Entry {
+        data: Data::Set(s), ..
+      }) => s.iter().map(|m| (m.clone(), 1.0)).collect(),
+      Some(_) => return Err(WRONGTYPE.into()),
+    });
+  }
+  let combine = |x: f64, y: f64| match aggregate.as_str() {
+    "MIN" => x.min(y),
+    "MAX" => x.max(y),
+    _ => {
+      let s = x + y;
+      if s.is_nan() {
+        0.0
+      } else {
+        s
+      }
+    }
+  };
+  let weigh = |s: f64, w: f64| {
+    let v = s * w;
+    if v.is_nan() {
+      0.0
+    } else {
+      v
+    }
+  };
+  let mut out: std::collections::HashMap<Vec<u8>, (f64, usize)> = Default::default();
+  for (input, w) in inputs.iter().zip(&weights) {
+    for (m, s) in input {
+      let v = weigh(*s, *w);
+      out
+        .entry(m.clone())
+        .and_modify(|(acc, seen)| {
+          *acc = combine(*acc, v);
+          *seen += 1;
+        })
+        .or_insert((v, 1));
+    }
+  }
+  let mut z = ZSet::default();
+  for (m, (s, seen)) in out {
+    if name == "ZUNIONSTORE" || seen == n {
+      z.insert(&m, s);
+    }
+  }
+  let len = z.len() as i64;
+  ctx.db.remove(&a[0]);
+  if len > 0 {
+    ctx.db.insert(&a[0], Data::ZSet(z), None);
+  }
+  Ok(Value::Int(len))
 }
 
 /// ZRANGE and its older forms: `rev` (ZREVRANGE...), `by_score` (ZRANGEBYSCORE...).

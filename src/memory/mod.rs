@@ -605,6 +605,53 @@ mod tests {
   }
 
   #[test]
+  fn zunionstore_weights_and_aggregates_and_its_keys_move() {
+    let s = Store::new().unwrap();
+    run(&s, &["ZADD", "z1", "1", "a", "2", "b"]);
+    run(&s, &["ZADD", "z2", "10", "b", "20", "c"]);
+    assert_eq!(
+      run(&s, &["ZUNIONSTORE", "u", "2", "z1", "z2"]),
+      Value::Int(3)
+    );
+    assert_eq!(text(&run(&s, &["ZSCORE", "u", "b"])), "12");
+    assert_eq!(
+      run(
+        &s,
+        &[
+          "ZINTERSTORE",
+          "i",
+          "2",
+          "z1",
+          "z2",
+          "WEIGHTS",
+          "2",
+          "1",
+          "AGGREGATE",
+          "MAX"
+        ]
+      ),
+      Value::Int(1)
+    );
+    assert_eq!(text(&run(&s, &["ZSCORE", "i", "b"])), "10");
+    assert_eq!(
+      run(
+        &s,
+        &["COMMAND", "GETKEYS", "ZUNIONSTORE", "u", "2", "z1", "z2"]
+      ),
+      Value::Array(
+        ["u", "z1", "z2"]
+          .iter()
+          .map(|k| Value::BulkString(k.as_bytes().to_vec()))
+          .collect()
+      )
+    );
+    let Value::Int(bytes) = run(&s, &["MEMORY", "USAGE", "u"]) else {
+      panic!()
+    };
+    assert!(bytes > 0);
+  }
+
+  #[test]
   fn float_text_is_redis_7_0s() {
     use commands::format_double as f;
     assert_eq!(f(1.0), "1");
