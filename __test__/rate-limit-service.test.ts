@@ -30,7 +30,7 @@ after(async () => {
 
 const any = (v: unknown) => v as any;
 const fresh = () => `k-${randomUUID()}`;
-const memoryUsage = notOnMemory('MEMORY USAGE measures a key on a real server');
+const memoryUsage = notOnMemory('MEMORY USAGE there is an estimate of its own, not what a redis-server measures');
 /** `limiter.limiter(options)`: one limit with its options read once. */
 const limitOf = (options: RateLimitOptions) => limiter.limiter(options);
 const algorithms = ['sliding-window-counter', 'fixed-window', 'sliding-window', 'token-bucket'] as const;

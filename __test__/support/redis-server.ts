@@ -84,6 +84,14 @@ export function onlyStandalone(reason: string, onMemory = reason): { skip?: stri
 }
 
 /**
+ * Options of a test (or `describe`) that cannot run on a cluster, but can on one server and on
+ * `memory://`: skipped on the cluster with `reason`.
+ */
+export function notOnCluster(reason: string): { skip?: string } {
+  return testTopology() === 'cluster' ? { skip: `standalone only: ${reason}` } : {};
+}
+
+/**
  * Options of a test (or `describe`) that needs a real server (one it inspects, or commands
  * the in-process store does not have): skipped on `memory://` (TEST_TOPOLOGY=memory) with
  * `reason`, run on standalone and cluster. `it('...', notOnMemory('reads INFO'), async () => ...)`.
