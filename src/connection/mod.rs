@@ -178,6 +178,7 @@ impl Connection {
       Backend::Memory(crate::memory::Memory::open(
         name.as_deref(),
         &config.key_prefix,
+        (!env.is_null()).then_some(env),
       )?)
     } else if matches!(config.topology, crate::options::Topology::Cluster { .. }) {
       Backend::Cluster(Box::new(
@@ -677,6 +678,16 @@ impl Connection {
   }
 
   pub fn close(&self) {
+    if let Backend::Memory(m) = &self.inner.backend {
+      // no connection to lose, but listeners hear the end as on the other backends
+      if !m.is_closed() {
+        self.inner.events.emit(
+          EventKind::End,
+          serde_json::json!({ "address": self.inner.address, "reason": "closed" }),
+        );
+        self.inner.events.clear();
+      }
+    }
     self.inner.backend.close();
     self.inner.closing.notify_waiters();
     if let Some(near) = &self.inner.near {

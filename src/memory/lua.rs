@@ -49,6 +49,16 @@ redis.set_repl = function() end
 redis.replicate_commands = function() return true end
 redis.REPL_ALL, redis.REPL_AOF, redis.REPL_REPLICA, redis.REPL_SLAVE, redis.REPL_NONE = 3, 1, 2, 2, 0
 loadfile, dofile, print = nil, nil, nil
+KEYS, ARGV = {}, {}
+-- as Redis 7: a script may neither create nor read an unknown global
+setmetatable(_G, {
+  __newindex = function(_, k)
+    error("Script attempted to create global variable '" .. tostring(k) .. "'", 2)
+  end,
+  __index = function(_, k)
+    error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+  end,
+})
 local run = function(f) return pcall(f) end
 return function(f) slot.f = f end, run
 "#;
@@ -75,7 +85,7 @@ impl Scripting {
       LuaOptions::default(),
     )?;
     let (set_dispatch, run): (Function, Function) = lua.load(SETUP).set_name("@setup").call(())?;
-    let redis: Table = lua.globals().get("redis")?;
+    let redis: Table = lua.globals().raw_get("redis")?;
     redis.set(
       "sha1hex",
       lua.create_function(|lua, s: mlua::LuaString| lua.create_string(sha1_hex(&s.as_bytes())))?,
@@ -234,8 +244,9 @@ impl Scripting {
       result
     });
     *self.started.lock().unwrap_or_else(|e| e.into_inner()) = None;
-    let _ = globals.set("KEYS", mlua::Value::Nil);
-    let _ = globals.set("ARGV", mlua::Value::Nil);
+    // emptied, not removed: a global set to nil would be a new one next time
+    let _ = lua.create_table().and_then(|t| globals.raw_set("KEYS", t));
+    let _ = lua.create_table().and_then(|t| globals.raw_set("ARGV", t));
     match outcome {
       Ok((true, value)) => Ok(from_lua(&value)),
       Ok((false, mlua::Value::Table(t))) => match t.raw_get::<mlua::Value>("err") {
