@@ -675,6 +675,8 @@ function showOutcome(o: Outcome): string {
 }
 
 interface Mismatch {
+  /** What the mismatch is grouped by: the command's name, or the script for EVAL and EVALSHA. */
+  what: string;
   seed: number;
   step: number;
   command: string;
@@ -751,7 +753,8 @@ async function runSequence(seed: number, length: number, verbose: boolean): Prom
       const line = `#${i} ${showStep(step)} -> ${showOutcome(a)}`;
       if (verbose) process.stdout.write(`${line}\n`);
       if (!same(step.kind, a, b)) {
-        return { seed, step: i, command: showStep(step), redis: showOutcome(a), memory: showOutcome(b), history };
+        const what = step.name === 'EVAL' || step.name === 'EVALSHA' ? `${step.name} ${show(step.args[0])}` : step.name;
+        return { what, seed, step: i, command: showStep(step), redis: showOutcome(a), memory: showOutcome(b), history };
       }
       history.push(line);
       if (step.sleepAfter) await sleep(step.sleepAfter);
@@ -779,9 +782,7 @@ function replayEnv(seed: number): string {
 function report(mismatches: Mismatch[]): string {
   const groups = new Map<string, Mismatch[]>();
   for (const m of mismatches) {
-    const name = m.command.split(' ')[0];
-    const what = name === 'EVAL' || name === 'EVALSHA' ? m.command.slice(0, m.command.lastIndexOf('" "') + 1) : name;
-    const signature = `${what}: redis-server ${shape(m.redis)}, memory ${shape(m.memory)}`;
+    const signature = `${m.what}: redis-server ${shape(m.redis)}, memory ${shape(m.memory)}`;
     groups.set(signature, [...(groups.get(signature) ?? []), m]);
   }
   const lines = [`${mismatches.length} sequence(s) differ between redis-server and ${memoryLabel}, ${groups.size} way(s):`];
