@@ -531,7 +531,7 @@ export interface CacheUpdateOptions {
 export interface ClientHealth {
   status: 'up' | 'down'
   /** How the client reaches Redis. */
-  topology: 'standalone' | 'cluster' | 'sentinel'
+  topology: 'standalone' | 'cluster' | 'sentinel' | 'memory'
   /**
    * A cluster: every node, with its role and whether it answers. The cluster is `up`
    * when every master that serves slots answers.

@@ -64,7 +64,9 @@ pub struct ReconnectOptions {
 #[allow(dead_code)]
 #[napi(object)]
 pub struct RedisOptions {
-  /// `redis://[user:pass@]host:port/db`, or `rediss://` for TLS.
+  /// `redis://[user:pass@]host:port/db`, or `rediss://` for TLS. `memory://` runs on an
+  /// in-process engine instead (a keyspace of its own per client), `memory://NAME` on
+  /// the keyspace the process's open clients naming NAME share.
   pub url: Option<String>,
   /// Default `localhost`.
   pub host: Option<String>,

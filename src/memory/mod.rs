@@ -29,8 +29,10 @@ use crate::connection::PushSender;
 use crate::error::{RnError, RnResult};
 use keyspace::{now_ms, Db};
 
-/// Expired keys freed per hold of the lock by the background sweep (~0.3 ms of work).
+/// Expired keys freed per hold of the lock by the background sweep (~0.3 ms of work)...
 const SWEEP_BATCH: usize = 1000;
+/// ... or fewer, when taking them took this long (a loaded machine).
+const SWEEP_SLICE: Duration = Duration::from_millis(1);
 /// After freeing this many keys in one round, the sweep asks the allocator to give
 /// the emptied pages back at once.
 const COLLECT_AFTER: usize = 20_000;
@@ -339,21 +341,31 @@ async fn sweep(weak: Weak<Store>) {
         return;
       }
       let mut freed = Vec::new();
-      let n = {
+      let started = Instant::now();
+      let mut n = 0;
+      {
         let mut shard = store.lock();
-        shard.db.sweep(now_ms(), SWEEP_BATCH, &mut freed)
-      };
+        let now = now_ms();
+        // at most SWEEP_BATCH keys, and at most SWEEP_SLICE of the thread's time
+        while n < SWEEP_BATCH && started.elapsed() < SWEEP_SLICE {
+          let got = shard.db.sweep(now, 100, &mut freed);
+          n += got;
+          if got < 100 {
+            break;
+          }
+        }
+      }
       drop(store);
       drop(freed); // outside the lock
       round += n;
-      if n < SWEEP_BATCH {
-        break;
+      if n % 100 != 0 || n == 0 {
+        break; // nothing more due now
       }
       // the next batch on a later turn: timers and I/O run in between
       tokio::time::sleep(Duration::from_millis(1)).await;
     }
     if round >= COLLECT_AFTER {
-      // SAFETY: a plain call into the allocator the addon is linked with
+      // SAFETY: a plain call into the allocator the addon is linked with (measured: µs)
       unsafe { mi_collect(false) };
     }
   }
