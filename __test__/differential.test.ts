@@ -20,7 +20,8 @@ import { startRedis, sleep, type PrivateRedis } from './support/local-redis';
  * seed, its step and both replies. To look past known mismatches: DIFF_SKIP=INCRBYFLOAT,...
  * (commands left out), DIFF_SKIP_SCRIPTS=cjson,... (scripts containing these texts left
  * out), DIFF_ERRORS=loose (errors compare by their first word only). When this build
- * refuses `memory://`, a second redis-server stands in for it (checking the test itself).
+ * refuses `memory://` (or with DIFF_AGAINST=redis), a second redis-server stands in for it,
+ * which checks the test itself: two redis-servers must always agree.
  */
 
 type Arg = string | Buffer;
