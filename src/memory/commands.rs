@@ -671,8 +671,9 @@ pub fn execute(ctx: &mut Ctx, args: &[Vec<u8>], from_script: bool) -> Value {
       a.len(),
     ) {
       ("USAGE", 2) | ("USAGE", 4) => Ok(match ctx.db.get(&a[1], now) {
-        // approximate: the data, the key twice (map and expiry index) and the entry
-        Some(e) => Value::Int((e.data.approx_bytes() + 2 * a[1].len() + 56) as i64),
+        // approximate, counted as Redis counts it: the key, the value and ~50 bytes of
+        // bookkeeping (this engine's expiry index holds a second copy of the key)
+        Some(e) => Value::Int((e.data.approx_bytes() + a[1].len() + 50) as i64),
         None => Value::Nil,
       }),
       _ => Err(format!(
