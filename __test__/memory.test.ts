@@ -253,6 +253,29 @@ describe('memory:// expiry', () => {
   });
 });
 
+describe('memory:// close', () => {
+  it('close() drops the keyspace and the process gives the memory back', async () => {
+    const { client, redis } = await open();
+    const rss = () => process.memoryUsage.rss();
+    global.gc?.();
+    const before = rss();
+    const fill = "for i = ARGV[1], ARGV[1] + 49999 do redis.call('SET', 'key:' .. i, ARGV[2]) end return 1";
+    for (let start = 0; start < 500_000; start += 50_000) await redis.command('EVAL', [fill, 0, start, 'v'.repeat(100)]);
+    const grew = rss() - before;
+    assert.ok(grew > 50 * 1024 * 1024, `500k keys should take >50 MiB, took ${grew >> 20} MiB`);
+    await client.close();
+    let after = rss();
+    await eventually(() => {
+      after = rss();
+      return after - before < grew / 2;
+    }, 10_000).catch(() => {});
+    assert.ok(
+      after - before < grew / 2,
+      `RSS before ${before >> 20} MiB, grew ${grew >> 20} MiB, after close ${after >> 20} MiB`,
+    );
+  });
+});
+
 describe('memory:// SCAN', () => {
   it('every key present for the whole scan is returned, while keys are added and removed', async () => {
     const { client, redis } = await open();
