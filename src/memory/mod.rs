@@ -335,8 +335,11 @@ async fn drain(weak: Weak<Store>) {
     drop(store);
     drop(freed);
     if n == 0 {
+      // mimalloc returns freed pages to the OS only once they stayed free a while
+      // (purge delay), at its next call on this thread: make that call
+      tokio::time::sleep(Duration::from_millis(50)).await;
       // SAFETY: a plain call into the allocator the addon is linked with
-      unsafe { mi_collect(false) };
+      unsafe { mi_collect(true) };
       return;
     }
     tokio::time::sleep(Duration::from_millis(1)).await;
@@ -366,8 +369,15 @@ fn start_sweep(store: &Arc<Store>, env: Option<napi::sys::napi_env>) {
 /// `SWEEP_BATCH` per hold of the lock and per turn of the thread's loop, so neither a
 /// command nor the JS thread waits more than one batch.
 async fn sweep(weak: Weak<Store>) {
+  let mut collect_due = false;
   loop {
     tokio::time::sleep(SWEEP_EVERY).await;
+    if std::mem::take(&mut collect_due) {
+      // the pages freed by the last round stayed free past mimalloc's purge delay: this
+      // call returns them to the OS
+      // SAFETY: a plain call into the allocator the addon is linked with (measured: µs)
+      unsafe { mi_collect(false) };
+    }
     let mut round = 0;
     loop {
       let Some(store) = weak.upgrade() else { return };
@@ -399,10 +409,7 @@ async fn sweep(weak: Weak<Store>) {
       // the next batch on a later turn: timers and I/O run in between
       tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    if round >= COLLECT_AFTER {
-      // SAFETY: a plain call into the allocator the addon is linked with (measured: µs)
-      unsafe { mi_collect(false) };
-    }
+    collect_due = round >= COLLECT_AFTER;
   }
 }
 
