@@ -302,6 +302,29 @@ impl Db {
     self.expiry.first().map(|(t, _)| *t)
   }
 
+  /// Takes up to `n` keys out (to free a taken keyspace a slice at a time); how many it
+  /// took, 0 when it is empty.
+  pub fn drain_some(&mut self, n: usize, out: &mut Vec<Entry>) -> usize {
+    let mut taken = 0;
+    while taken < n {
+      match self.map.pop_first() {
+        Some((_, e)) => out.push(e),
+        None => break,
+      }
+      taken += 1;
+    }
+    for _ in 0..n {
+      if self.expiry.pop_first().is_none() {
+        break;
+      }
+    }
+    if self.map.is_empty() {
+      self.cursors.clear();
+      self.cursor_order.clear();
+    }
+    taken
+  }
+
   /// Takes everything out (FLUSHDB, or the last client closing): the caller drops it
   /// where that may take long.
   pub fn take(&mut self) -> Db {
@@ -426,6 +449,20 @@ mod tests {
     db.set_expiry(b"k9", None);
     assert_eq!(db.sweep(1_000, 100, &mut Vec::new()), 4);
     assert_eq!(db.len(), 2);
+  }
+
+  #[test]
+  fn a_taken_keyspace_drains_a_slice_at_a_time() {
+    let mut db = Db::default();
+    for i in 0..250 {
+      db.insert(format!("k{i}").as_bytes(), s("x"), Some(i));
+    }
+    let mut out = Vec::new();
+    assert_eq!(db.drain_some(100, &mut out), 100);
+    assert_eq!(db.drain_some(100, &mut out), 100);
+    assert_eq!(db.drain_some(100, &mut out), 50);
+    assert_eq!(db.drain_some(100, &mut out), 0);
+    assert_eq!((out.len(), db.len(), db.keys_with_expiry()), (250, 0, 0));
   }
 
   #[test]

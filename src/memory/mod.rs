@@ -52,8 +52,11 @@ pub struct Store {
   started: Instant,
   /// Open clients on this keyspace.
   clients: AtomicUsize,
-  /// Set when the last client closed: the sweep stops.
+  /// Set when the last client closed: the sweep frees `taken`, then stops.
   freed: AtomicBool,
+  /// The keys of a freed keyspace, dropped a slice at a time by the sweep (on the thread
+  /// that allocated them, so their pages go back to the OS).
+  taken: Mutex<Option<Db>>,
 }
 
 /// The keyspaces named `memory://NAME` that some open client still uses.
@@ -95,6 +98,7 @@ impl Store {
       started: Instant::now(),
       clients: AtomicUsize::new(0),
       freed: AtomicBool::new(false),
+      taken: Mutex::new(None),
     }))
   }
 
@@ -132,18 +136,18 @@ impl Store {
     }
   }
 
-  /// Empties the keyspace (the last client closed), tells its subscribers.
+  /// Empties the keyspace (the last client closed), tells its subscribers. The keys
+  /// are left to the sweep to drop, a slice per turn of its thread.
   fn free(&self) {
-    self.freed.store(true, Ordering::SeqCst);
     let taken = {
       let mut shard = self.lock();
-      shard.scripts = match lua::Scripting::new() {
-        Ok(s) => s,
-        Err(_) => return,
-      };
+      if let Ok(fresh) = lua::Scripting::new() {
+        shard.scripts = fresh; // drops the cached scripts
+      }
       shard.db.take()
     };
-    drop_elsewhere(taken);
+    *self.taken.lock().unwrap_or_else(|e| e.into_inner()) = Some(taken);
+    self.freed.store(true, Ordering::SeqCst);
     self.pubsub.disconnect_all();
   }
 }
@@ -309,6 +313,39 @@ impl Drop for MemorySubscriber {
   }
 }
 
+/// Drops the keys of a freed keyspace, `SWEEP_BATCH` per turn of the thread's loop,
+/// then gives the pages back.
+async fn drain(weak: Weak<Store>) {
+  loop {
+    let Some(store) = weak.upgrade() else { return };
+    let mut freed = Vec::new();
+    let n = {
+      let mut taken = store.taken.lock().unwrap_or_else(|e| e.into_inner());
+      match taken.as_mut() {
+        Some(db) => {
+          let n = db.drain_some(SWEEP_BATCH * 5, &mut freed);
+          if n == 0 {
+            *taken = None;
+          }
+          n
+        }
+        None => 0,
+      }
+    };
+    drop(store);
+    drop(freed);
+    if n == 0 {
+      // mimalloc returns freed pages to the OS only once they stayed free a while
+      // (purge delay), at its next call on this thread: make that call
+      tokio::time::sleep(Duration::from_millis(50)).await;
+      // SAFETY: a plain call into the allocator the addon is linked with
+      unsafe { mi_collect(true) };
+      return;
+    }
+    tokio::time::sleep(Duration::from_millis(1)).await;
+  }
+}
+
 extern "C" {
   /// mimalloc's: frees the calling thread's empty pages and returns them to the OS.
   fn mi_collect(force: bool);
@@ -332,13 +369,21 @@ fn start_sweep(store: &Arc<Store>, env: Option<napi::sys::napi_env>) {
 /// `SWEEP_BATCH` per hold of the lock and per turn of the thread's loop, so neither a
 /// command nor the JS thread waits more than one batch.
 async fn sweep(weak: Weak<Store>) {
+  let mut collect_due = false;
   loop {
     tokio::time::sleep(SWEEP_EVERY).await;
+    if std::mem::take(&mut collect_due) {
+      // the pages freed by the last round stayed free past mimalloc's purge delay: this
+      // call returns them to the OS
+      // SAFETY: a plain call into the allocator the addon is linked with (measured: µs)
+      unsafe { mi_collect(false) };
+    }
     let mut round = 0;
     loop {
       let Some(store) = weak.upgrade() else { return };
       if store.freed.load(Ordering::SeqCst) {
-        return;
+        drop(store);
+        return drain(weak).await;
       }
       let mut freed = Vec::new();
       let started = Instant::now();
@@ -364,10 +409,7 @@ async fn sweep(weak: Weak<Store>) {
       // the next batch on a later turn: timers and I/O run in between
       tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    if round >= COLLECT_AFTER {
-      // SAFETY: a plain call into the allocator the addon is linked with (measured: µs)
-      unsafe { mi_collect(false) };
-    }
+    collect_due = round >= COLLECT_AFTER;
   }
 }
 
