@@ -531,7 +531,7 @@ export interface CacheUpdateOptions {
 export interface ClientHealth {
   status: 'up' | 'down'
   /** How the client reaches Redis. */
-  topology: 'standalone' | 'cluster' | 'sentinel'
+  topology: 'standalone' | 'cluster' | 'sentinel' | 'memory'
   /**
    * A cluster: every node, with its role and whether it answers. The cluster is `up`
    * when every master that serves slots answers.
@@ -837,7 +837,11 @@ export type RedisErrorCode = 'ERR_INVALID_ARGUMENT' | 'ERR_REDIS_CONNECTION' | '
 
 /** Options of `RedisClient.connect()`. With no options, the REDIS_* environment is read. */
 export interface RedisOptions {
-  /** `redis://[user:pass@]host:port/db`, or `rediss://` for TLS. */
+  /**
+   * `redis://[user:pass@]host:port/db`, or `rediss://` for TLS. `memory://` runs on an
+   * in-process engine instead (a keyspace of its own per client), `memory://NAME` on
+   * the keyspace the process's open clients naming NAME share.
+   */
   url?: string
   /** Default `localhost`. */
   host?: string

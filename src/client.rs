@@ -459,7 +459,7 @@ pub struct ClientHealth {
   #[napi(ts_type = "'up' | 'down'")]
   pub status: String,
   /// How the client reaches Redis.
-  #[napi(ts_type = "'standalone' | 'cluster' | 'sentinel'")]
+  #[napi(ts_type = "'standalone' | 'cluster' | 'sentinel' | 'memory'")]
   pub topology: String,
   /// A cluster: every node, with its role and whether it answers. The cluster is `up`
   /// when every master that serves slots answers.

@@ -15,6 +15,7 @@ mod json;
 mod json_fields;
 mod keys;
 mod lock_service;
+mod memory;
 mod options;
 mod pubsub_service;
 mod rate_limit_service;

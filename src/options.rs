@@ -64,7 +64,9 @@ pub struct ReconnectOptions {
 #[allow(dead_code)]
 #[napi(object)]
 pub struct RedisOptions {
-  /// `redis://[user:pass@]host:port/db`, or `rediss://` for TLS.
+  /// `redis://[user:pass@]host:port/db`, or `rediss://` for TLS. `memory://` runs on an
+  /// in-process engine instead (a keyspace of its own per client), `memory://NAME` on
+  /// the keyspace the process's open clients naming NAME share.
   pub url: Option<String>,
   /// Default `localhost`.
   pub host: Option<String>,
@@ -206,6 +208,19 @@ pub enum Topology {
   Cluster { nodes: Vec<(String, u16)> },
   /// The master Sentinel names `master_name`; `host`/`port` are unused.
   Sentinel(SentinelConfig),
+  /// `memory://` (`None`: a keyspace of its own) or `memory://NAME` (the keyspace the
+  /// process's open clients of that name share): no server, the data in this process.
+  Memory { name: Option<String> },
+}
+
+/// The keyspace name of a `memory://` URL (`Some(None)`: unnamed), `None` for other URLs.
+pub fn memory_url(url: &str) -> Option<Option<String>> {
+  let rest = url
+    .get(..9)
+    .filter(|s| s.eq_ignore_ascii_case("memory://"))
+    .map(|_| &url[9..])?;
+  let name = rest.trim_end_matches('/');
+  Some((!name.is_empty()).then(|| name.to_string()))
 }
 
 /// `sentinel` options: the sentinels to ask, the master's name, and the sentinels' own
@@ -268,6 +283,7 @@ impl ClientConfig {
       Topology::Standalone => host_port(&self.host, self.port),
       Topology::Cluster { nodes } => format!("cluster {}", list(nodes)),
       Topology::Sentinel(s) => format!("{} (Sentinel {})", s.master_name, list(&s.nodes)),
+      Topology::Memory { name } => format!("memory://{}", name.as_deref().unwrap_or("")),
     }
   }
 
@@ -407,6 +423,8 @@ fn env_options(env: &HashMap<String, String>) -> RnResult<Map<String, Value>> {
   // REDIS_USERNAME / REDIS_PASSWORD fill in what REDIS_URL does not say (a secret kept
   // out of the URL); credentials written in the URL win
   let (url_user, url_password) = match map.get("url").and_then(Value::as_str) {
+    // memory:// names no server: REDIS_USERNAME / REDIS_PASSWORD have nothing to log in to
+    Some(u) if memory_url(u).is_some() => (true, true),
     Some(u) => match url::Url::parse(u) {
       Ok(u) => (!u.username().is_empty(), u.password().is_some()),
       Err(_) => (false, false),
@@ -491,7 +509,8 @@ fn from_object(map: &Map<String, Value>) -> RnResult<ClientConfig> {
   let mut db = 0i64;
   let mut tls: Option<TlsConfig> = None;
 
-  if let Some(url) = opt_string(map, "url")? {
+  let memory = opt_string(map, "url")?.and_then(|u| memory_url(&u));
+  if let Some(url) = opt_string(map, "url")?.filter(|_| memory.is_none()) {
     let parsed = parse_url(&url)?;
     host = parsed.host;
     port = parsed.port;
@@ -541,7 +560,22 @@ fn from_object(map: &Map<String, Value>) -> RnResult<ClientConfig> {
     }
   }
 
-  let topology = parse_topology(map, &mut username, &mut password, &mut tls)?;
+  if memory.is_some() {
+    // (after each option's own checks, so a mistyped option is named as such)
+    for k in [
+      "host", "port", "username", "password", "db", "tls", "cluster", "sentinel",
+    ] {
+      if map.get(k).is_some_and(|v| !v.is_null()) {
+        return Err(RnError::invalid(format!(
+          "option `{k}` does not go with `url: 'memory://'`, which keeps the data in this process and names no server"
+        )));
+      }
+    }
+  }
+  let topology = match memory {
+    Some(name) => Topology::Memory { name },
+    None => parse_topology(map, &mut username, &mut password, &mut tls)?,
+  };
   if matches!(topology, Topology::Cluster { .. })
     && !matches!(
       map.get("nearCache"),
@@ -642,6 +676,9 @@ fn from_object(map: &Map<String, Value>) -> RnResult<ClientConfig> {
       ))
     }
   };
+
+  // memory://: the data is already in this process; a near cache would only copy it
+  let near_cache = near_cache.filter(|_| !matches!(topology, Topology::Memory { .. }));
 
   Ok(ClientConfig {
     host,
@@ -1036,6 +1073,49 @@ mod tests {
     assert_eq!(c.address(), "[::1]:7000");
     assert_eq!(c.username, None);
     assert_eq!(c.password.as_deref(), Some("pw"));
+  }
+
+  #[test]
+  fn memory_urls_name_a_keyspace_and_refuse_server_options() {
+    let c = parse(json!({ "url": "memory://" })).unwrap();
+    assert_eq!(c.topology, Topology::Memory { name: None });
+    assert_eq!(c.address(), "memory://");
+    let c =
+      parse(json!({ "url": "memory://shared", "keyPrefix": "app:", "nearCache": true })).unwrap();
+    assert_eq!(
+      c.topology,
+      Topology::Memory {
+        name: Some("shared".into())
+      }
+    );
+    assert!(
+      c.near_cache.is_none(),
+      "ignored: the data is already in process"
+    );
+    for (k, v) in [
+      ("host", json!("h")),
+      ("port", json!(1)),
+      ("password", json!("p")),
+      ("tls", json!(true)),
+      ("db", json!(1)),
+      ("cluster", json!({ "nodes": ["redis://a:1"] })),
+      (
+        "sentinel",
+        json!({ "nodes": ["redis://a:1"], "masterName": "m" }),
+      ),
+    ] {
+      let mut o = json!({ "url": "memory://" });
+      o[k] = v;
+      let e = parse(o).unwrap_err();
+      assert_eq!(e.code, crate::error::ErrorCode::InvalidArgument, "{k}");
+      assert!(e.message.contains(&format!("`{k}`")), "{}", e.message);
+    }
+    let c = parse_options(
+      None,
+      &env(&[("REDIS_URL", "memory://"), ("REDIS_PASSWORD", "ignored")]),
+    )
+    .unwrap();
+    assert_eq!(c.topology, Topology::Memory { name: None });
   }
 
   #[test]

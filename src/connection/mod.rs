@@ -22,6 +22,8 @@ use std::time::Instant;
 
 use redis::{Cmd, Pipeline, Value};
 
+pub(crate) use standalone::labeled;
+
 use crate::error::{RnError, RnResult};
 use crate::keys::{self, KeyTable};
 use crate::options::ClientConfig;
@@ -40,6 +42,9 @@ pub enum Backend {
   Standalone(Standalone),
   /// A Redis Cluster (redis-rs' cluster engine, on tokio).
   Cluster(Box<cluster::Cluster>),
+  /// `memory://`: the in-process engine (`src/memory`), run on the thread that polls the
+  /// call.
+  Memory(crate::memory::Memory),
 }
 
 impl Backend {
@@ -48,6 +53,7 @@ impl Backend {
       Backend::EventLoop(s) => s.exec(cmd).await,
       Backend::Standalone(s) => s.exec(cmd).await,
       Backend::Cluster(c) => c.exec(cmd).await,
+      Backend::Memory(m) => m.exec(&cmd),
     }
   }
 
@@ -56,6 +62,7 @@ impl Backend {
       Backend::EventLoop(s) => s.exec_pipeline(pipe, count).await,
       Backend::Standalone(s) => s.exec_pipeline(pipe, count).await,
       Backend::Cluster(c) => c.exec_pipeline(pipe, count).await,
+      Backend::Memory(m) => m.exec_pipeline(&pipe),
     }
   }
 
@@ -64,6 +71,7 @@ impl Backend {
       Backend::EventLoop(s) => s.close(),
       Backend::Standalone(s) => s.close(),
       Backend::Cluster(c) => c.close(),
+      Backend::Memory(m) => m.close(),
     }
   }
 
@@ -72,6 +80,7 @@ impl Backend {
       Backend::EventLoop(s) => s.is_closed(),
       Backend::Standalone(s) => s.is_closed(),
       Backend::Cluster(c) => c.is_closed(),
+      Backend::Memory(m) => m.is_closed(),
     }
   }
 
@@ -89,6 +98,7 @@ impl Backend {
         .open_subscriber(push, role)
         .await
         .map(SubscriberConn::Standalone),
+      Backend::Memory(m) => m.open_subscriber(push).map(SubscriberConn::Memory),
     }
   }
 
@@ -98,6 +108,7 @@ impl Backend {
       Backend::EventLoop(s) => s.link(),
       Backend::Standalone(s) => s.link(),
       Backend::Cluster(c) => c.link(),
+      Backend::Memory(m) => u64::from(!m.is_closed()),
     }
   }
 
@@ -106,6 +117,8 @@ impl Backend {
       Backend::EventLoop(s) => s.reconnect_delay(attempt),
       Backend::Standalone(s) => s.reconnect_delay(attempt),
       Backend::Cluster(c) => c.reconnect_delay(attempt),
+      // nothing to reconnect to: a subscriber lost with its keyspace stays lost
+      Backend::Memory(_) => std::time::Duration::from_secs(3600),
     }
   }
 }
@@ -161,7 +174,13 @@ impl Connection {
     let topology = config.topology.clone();
     let metrics = Arc::new(Metrics::default());
     let events = Arc::new(Events::default());
-    let backend = if matches!(config.topology, crate::options::Topology::Cluster { .. }) {
+    let backend = if let crate::options::Topology::Memory { name } = &config.topology {
+      Backend::Memory(crate::memory::Memory::open(
+        name.as_deref(),
+        &config.key_prefix,
+        (!env.is_null()).then_some(env),
+      )?)
+    } else if matches!(config.topology, crate::options::Topology::Cluster { .. }) {
       Backend::Cluster(Box::new(
         cluster::Cluster::connect(config, events.clone()).await?,
       ))
@@ -336,10 +355,11 @@ impl Connection {
     groups.into_iter().map(|(_, m)| m).collect()
   }
 
-  /// `'standalone'`, `'cluster'` or `'sentinel'`.
+  /// `'standalone'`, `'cluster'`, `'sentinel'` or `'memory'`.
   pub fn topology(&self) -> &'static str {
     match (&self.inner.backend, &self.inner.topology) {
       (Backend::Cluster(_), _) => "cluster",
+      (Backend::Memory(_), _) => "memory",
       (_, crate::options::Topology::Sentinel(_)) => "sentinel",
       _ => "standalone",
     }
@@ -514,7 +534,9 @@ impl Connection {
   /// A tracking connection: `CLIENT ID` known to the near cache.
   async fn open_tracking(&self, push: PushSender) -> RnResult<SubscriberConn> {
     let mut conn = self.inner.backend.open_subscriber(push, "tracking").await?;
-    let SubscriberConn::Standalone(c) = &mut conn;
+    let SubscriberConn::Standalone(c) = &mut conn else {
+      return Err(RnError::internal("memory:// has no near cache to track"));
+    };
     let id: i64 = redis::cmd("CLIENT")
       .arg("ID")
       .query_async(c)
@@ -656,6 +678,16 @@ impl Connection {
   }
 
   pub fn close(&self) {
+    if let Backend::Memory(m) = &self.inner.backend {
+      // no connection to lose, but listeners hear the end as on the other backends
+      if !m.is_closed() {
+        self.inner.events.emit(
+          EventKind::End,
+          serde_json::json!({ "address": self.inner.address, "reason": "closed" }),
+        );
+        self.inner.events.clear();
+      }
+    }
     self.inner.backend.close();
     self.inner.closing.notify_waiters();
     if let Some(near) = &self.inner.near {
@@ -714,6 +746,7 @@ pub type PushSender = tokio::sync::mpsc::UnboundedSender<redis::PushInfo>;
 /// The connection of a subscriber, whatever the topology.
 enum SubscriberConn {
   Standalone(redis::aio::MultiplexedConnection),
+  Memory(crate::memory::MemorySubscriber),
 }
 
 /// What a subscription listens to.
@@ -733,7 +766,10 @@ pub struct Subscriber {
 impl Subscriber {
   /// Subscribes (`on`) or unsubscribes `name`, within the command timeout.
   pub async fn set(&mut self, topic: Topic, name: &str, on: bool) -> RnResult<()> {
-    let SubscriberConn::Standalone(c) = &mut self.conn;
+    let c = match &mut self.conn {
+      SubscriberConn::Standalone(c) => c,
+      SubscriberConn::Memory(m) => return m.set(topic == Topic::Pattern, name, on),
+    };
     let call = async {
       match (topic, on) {
         (Topic::Channel, true) => c.subscribe(name).await,

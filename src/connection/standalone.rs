@@ -592,7 +592,7 @@ fn answer(value: Value, cmd: &Cmd, prefix: &str) -> RnResult<Value> {
 }
 
 /// `err`, its message starting with what failed: `GET user:1: WRONGTYPE ...`.
-pub(super) fn labeled(err: RnError, cmd: &Cmd, prefix: &str) -> RnError {
+pub(crate) fn labeled(err: RnError, cmd: &Cmd, prefix: &str) -> RnError {
   match label(cmd, prefix) {
     Some(what) => err.context(&what),
     None => err,
