@@ -11,11 +11,11 @@ function hostPort(url) {
 }
 
 /** `url`: a redis:// URL, or `{ cluster: [urls] }` for a Redis Cluster. */
-function ours(options) {
+function ours(options, memory = false) {
   return {
     async connect(url) {
       const { RedisClient, RedisService } = require('..');
-      const where = typeof url === 'string' ? { url } : { cluster: { nodes: url.cluster } };
+      const where = memory ? { url: 'memory://' } : typeof url === 'string' ? { url } : { cluster: { nodes: url.cluster } };
       const client = await RedisClient.connect({ ...where, ...options });
       const redis = new RedisService(client);
       return {
@@ -39,6 +39,8 @@ const libraries = {
   'nestjs-redis-native (stack traces)': ours({ captureStackTraces: true }),
   // with the near cache (only in the scenarios that name it)
   'nestjs-redis-native (near cache)': { ...ours({ captureStackTraces: false, nearCache: { maxEntries: 200000 } }), only: true },
+  // in process, without Redis (only in the memory scenarios)
+  'nestjs-redis-native (memory://)': { ...ours({ captureStackTraces: false }, true), only: true },
 
   'ioredis (auto-pipelining)': ioredis(true),
   ioredis: ioredis(false),
@@ -139,6 +141,48 @@ const specialists = {
   },
 };
 
+// What users run in process instead of Redis (the memory scenarios)
+specialists['ioredis-mock'] = {
+  only: true,
+  // from the e2e bench's dependencies: ioredis-mock wants ioredis 5 as its peer
+  module: require('node:path').join(__dirname, 'e2e', 'node_modules', 'ioredis-mock'),
+  async connect() {
+    const RedisMock = require(this.module);
+    const c = new RedisMock();
+    return {
+      raw: c,
+      get: (k) => c.get(k),
+      set: (k, v) => c.set(k, v),
+      close: () => c.quit(),
+    };
+  },
+};
+// rate-limiter-flexible's in-process limiter
+specialists.RateLimiterMemory = {
+  only: true,
+  async connect() {
+    const { RateLimiterMemory } = require('rate-limiter-flexible');
+    const limiters = new Map();
+    return {
+      limiter({ limit, windowSeconds }) {
+        const id = `${limit}:${windowSeconds}`;
+        if (!limiters.has(id)) limiters.set(id, new RateLimiterMemory({ points: limit, duration: windowSeconds }));
+        return limiters.get(id);
+      },
+      close: async () => {},
+    };
+  },
+};
+// Keyv with its default store (a Map), as cache-manager 7 uses it in process
+specialists['Keyv (Map)'] = {
+  only: true,
+  async connect() {
+    const { default: Keyv } = require('keyv');
+    const keyv = new Keyv();
+    return { raw: keyv, close: async () => {} };
+  },
+};
+
 /** An ioredis client: `Redis` for a URL, `Redis.Cluster` for `{ cluster: [urls] }`. */
 function client(Redis, url, autoPipelining) {
   if (typeof url === 'string') return new Redis(url, { enableAutoPipelining: autoPipelining, lazyConnect: true });
@@ -179,6 +223,10 @@ function available() {
       '@nest-lab/throttler-storage-redis': lib.module,
       'connect-redis': 'connect-redis',
       '@keyv/redis': '@keyv/redis',
+      'nestjs-redis-native (memory://)': '..',
+      'ioredis-mock': lib.module,
+      RateLimiterMemory: 'rate-limiter-flexible',
+      'Keyv (Map)': 'keyv',
     }[name];
     try {
       require(mod);

@@ -232,10 +232,11 @@ async function main() {
         log(`bench: ${scenario.id}: ${n}: near cache hit ratio ${(100 * summary[n].nearCacheHitRatio).toFixed(1)}% so far`);
       }
     }
-    const ours = summary[OURS];
+    const oursName = scenario.ours ?? OURS;
+    const ours = summary[oursName];
     const ratios = {};
     if (ours) {
-      for (const n of names.filter((x) => x !== OURS)) {
+      for (const n of names.filter((x) => x !== oursName)) {
         const peer = summary[n];
         ratios[n] = {
           opsPerSec: ours.opsPerSec.median / peer.opsPerSec.median,
@@ -249,6 +250,7 @@ async function main() {
     results.push({
       id: scenario.id,
       title: scenario.title,
+      ours: oursName,
       inFlight: scenario.inFlight,
       calls,
       opsPerCall: scenario.opsPerCall || 1,
@@ -317,7 +319,7 @@ async function main() {
       m.cpuMainUsPerOp ? fmt.us(m.cpuMainUsPerOp.median) : '–',
       fmt.us(m.cpuProcessUsPerOp.median),
       m.serverUsPerOp ? fmt.us(m.serverUsPerOp.median) : '–',
-      name === OURS
+      name === (s.ours ?? OURS)
         ? ''
         : s.ratios[name]
           ? `${fmt.ratio(s.ratios[name].opsPerSec)} / ${fmt.ratio(s.ratios[name].cpuMainPerOp)}`

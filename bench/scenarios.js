@@ -285,4 +285,91 @@ scenarios.push(
   },
 );
 
+// In process, without Redis: `memory://` against what users run instead (ioredis-mock,
+// rate-limiter-flexible's RateLimiterMemory, Keyv with its Map store). Redis CPU is 0 here.
+const MEM = 'nestjs-redis-native (memory://)';
+const IOREDIS_MOCK = 'ioredis-mock';
+const RLF_MEMORY = 'RateLimiterMemory';
+const KEYV_MAP = 'Keyv (Map)';
+function memKeyv(lib) {
+  if (!lib.keyv) {
+    const { default: Keyv } = require('keyv');
+    const { KeyvRedisStore } = require('../nest/dist/adapters');
+    lib.keyv = new Keyv({ store: new KeyvRedisStore(lib.client) });
+  }
+  return lib.keyv;
+}
+const memOptions = { limit: 1000, windowSeconds: 1, algorithm: 'sliding-window-counter' };
+scenarios.push(
+  {
+    id: 'memory-get-seq',
+    title: 'memory: GET, sequential',
+    ours: MEM,
+    inFlight: 1,
+    calls: 20000,
+    libraries: [MEM, IOREDIS_MOCK],
+    prepare: fillKeys,
+    call: (lib, i) => lib.get(key(i)),
+  },
+  {
+    id: 'memory-get-100',
+    title: 'memory: GET, 100 in flight',
+    ours: MEM,
+    inFlight: 100,
+    calls: 200000,
+    libraries: [MEM, IOREDIS_MOCK],
+    prepare: fillKeys,
+    call: (lib, i) => lib.get(key(i)),
+  },
+  {
+    id: 'memory-set-100',
+    title: 'memory: SET, 100 in flight',
+    ours: MEM,
+    inFlight: 100,
+    calls: 200000,
+    libraries: [MEM, IOREDIS_MOCK],
+    call: (lib, i) => lib.set(key(i), VALUE),
+  },
+  {
+    id: 'memory-ratelimit-100',
+    title: 'memory: RateLimiter.consume (sliding window counter), 1000 keys, 100 in flight (vs RateLimiterMemory)',
+    ours: MEM,
+    inFlight: 100,
+    calls: 100000,
+    libraries: [MEM, RLF_MEMORY],
+    call: {
+      [MEM]: (lib, i) => limiterOf(lib, memOptions).consume(`bench:mem:${i % RATE_KEYS}`),
+      [RLF_MEMORY]: (lib, i) => lib.limiter(memOptions).consume(`k${i % RATE_KEYS}`),
+    },
+  },
+  {
+    id: 'memory-keyv-get-100',
+    title: 'memory: Keyv get, 100 in flight (vs Keyv with its Map store)',
+    ours: MEM,
+    inFlight: 100,
+    calls: 100000,
+    libraries: [MEM, KEYV_MAP],
+    async prepare(lib, name) {
+      const keyv = name === MEM ? memKeyv(lib) : lib.raw;
+      for (let i = 0; i < ADAPTER_KEYS; i++) await keyv.set(`k${i}`, { id: i, name: 'x'.repeat(80) });
+    },
+    call: {
+      [MEM]: (lib, i) => memKeyv(lib).get(`k${i % ADAPTER_KEYS}`),
+      [KEYV_MAP]: (lib, i) => lib.raw.get(`k${i % ADAPTER_KEYS}`),
+    },
+  },
+  {
+    id: 'memory-keyv-set-100',
+    title: 'memory: Keyv set with a ttl, 100 in flight (vs Keyv with its Map store)',
+    ours: MEM,
+    inFlight: 100,
+    calls: 100000,
+    libraries: [MEM, KEYV_MAP],
+    call: {
+      [MEM]: (lib, i) => memKeyv(lib).set(`s${i % ADAPTER_KEYS}`, { value: i }, 60_000),
+      [KEYV_MAP]: (lib, i) => lib.raw.set(`s${i % ADAPTER_KEYS}`, { value: i }, 60_000),
+    },
+  },
+);
+
 module.exports = { scenarios, key, VALUE, KEYS };

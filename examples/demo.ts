@@ -1,6 +1,6 @@
 // `npm run demo`: a small Nest application that uses nestjs-redis-native the way the
-// README shows. It runs against REDIS_URL when given, otherwise against a private
-// redis-server it starts on a free loopback port and stops at the end.
+// README shows. It runs against REDIS_URL when given (a real Redis: `redis://...`),
+// otherwise in process on `memory://`, so it needs no redis-server.
 import 'reflect-metadata';
 import { Injectable, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
@@ -17,7 +17,6 @@ import {
   TokenService,
 } from 'nestjs-redis-native';
 import { RedisModule } from 'nestjs-redis-native/nest';
-import { startRedis, type PrivateRedis } from '../__test__/support/redis-server';
 
 const say = (what: string, value?: unknown) =>
   console.log(value === undefined ? what : `${what.padEnd(66)} → ${JSON.stringify(value)}`);
@@ -173,15 +172,12 @@ class Infrastructure {
 }
 
 async function main(): Promise<void> {
-  let server: PrivateRedis | undefined;
-  let url = process.env.REDIS_URL;
-  if (!url) {
-    server = await startRedis();
-    url = server.url;
-    say(`started a private redis-server on ${url}`);
-  } else {
-    say(`using REDIS_URL`);
-  }
+  const url = process.env.REDIS_URL || 'memory://';
+  say(
+    url.startsWith('memory://')
+      ? 'running on memory:// (in process, no Redis server; set REDIS_URL=redis://host:port to use one)'
+      : `running on the Redis at REDIS_URL (${url.replace(/\/\/[^@/]*@/, '//***@')})`,
+  );
 
   @Module({
     imports: [
@@ -196,22 +192,15 @@ async function main(): Promise<void> {
   })
   class AppModule {}
 
-  try {
-    const app = await NestFactory.createApplicationContext(AppModule, { logger: ['error', 'warn'] });
-    say('Nest application started; RedisModule connected during init');
-    await app.get(ProductCatalog).run();
-    await app.get(AuthFlow).run();
-    await app.get(Infrastructure).run();
+  const app = await NestFactory.createApplicationContext(AppModule, { logger: ['error', 'warn'] });
+  say('Nest application started; RedisModule connected during init');
+  await app.get(ProductCatalog).run();
+  await app.get(AuthFlow).run();
+  await app.get(Infrastructure).run();
 
-    const client = app.get(RedisClient);
-    await app.close();
-    say('app.close()   // RedisModule closed the connection; isClosed', client.isClosed);
-  } finally {
-    if (server) {
-      await server.stop();
-      say('stopped the private redis-server');
-    }
-  }
+  const client = app.get(RedisClient);
+  await app.close();
+  say('app.close()   // RedisModule closed the connection; isClosed', client.isClosed);
 }
 
 main().catch((e) => {
