@@ -1,14 +1,25 @@
 #!/usr/bin/env node
 // `npm run coverage`: LLVM source-based line coverage of the Rust code (src/), driven by
-// the Rust unit tests and the TypeScript suites.
+// the Rust unit tests and the TypeScript suites, run the way `npm test` runs them.
 //
 // 1. builds the addon with `-C instrument-coverage` (our crate only, release profile
 //    without LTO) into target/coverage/, and loads it in the suites through
 //    NAPI_RS_NATIVE_LIBRARY_PATH, so the root `.node` is never touched;
-// 2. builds and runs the Rust unit tests (`cargo test --lib`) instrumented;
-// 3. builds the Nest layer (as `npm run build` does) and the TS suites (into
-//    target/coverage/ts/, not .test-build/), and runs every `__test__/*.test.ts` with
-//    `node --test --test-concurrency=1`, each process writing its own profile;
+// 2. builds the instrumented Rust unit tests (`cargo test --lib`), the Nest layer (as
+//    `npm run build` does) and the TS suites (into target/coverage/ts/.test-build/, not
+//    .test-build/);
+// 3. runs the passes, each test process writing its own profile (LLVM_PROFILE_FILE
+//    with %p): `rust`, the unit tests; `standalone`, every `__test__/*.test.ts` with
+//    `node --test --test-concurrency=1` on the redis-servers they start (as `npm run
+//    test:ts`); `cluster`, the suites of scripts/test-cluster.js on the local cluster it
+//    starts (as `npm run test:cluster`); `memory`, the suites of scripts/test-memory.js
+//    on `memory://`; `thread`, the connection suites (THREAD_SUITES) again with
+//    NESTJS_REDIS_NATIVE_IO=thread, for the tokio-thread backend (standalone.rs) that
+//    the other passes never use; `tick`, a few suites (TICK_SUITES) with
+//    NESTJS_REDIS_NATIVE_FLUSH=tick, the event loop's other write mode. The cluster
+//    and memory passes run copies of those two scripts in target/coverage/ts/scripts/:
+//    they take target/coverage/ts/ for the repository root, and so run the suites built
+//    there;
 // 4. merges the profiles, prints the line coverage of every file of src/ and the total
 //    (the `#[cfg(test)] mod tests` blocks are left out: tests covering themselves would
 //    only inflate the figures), writes target/coverage/lcov.info and
@@ -17,7 +28,10 @@
 //
 // Options: `--report-only` (or COVERAGE_REPORT_ONLY=1) reports without failing on the
 // thresholds; `--no-run` reports from the profiles of the last run without building or
-// testing anything; `--missed` also lists the lines not covered, file by file.
+// testing anything; `--missed` also lists the lines not covered, file by file;
+// COVERAGE_PASSES=<names, comma-separated> runs only those passes (by default all of
+// rust,standalone,cluster,memory,thread,tick; with fewer, the figures are low and a warning
+// says so). The time each pass took is printed at the end.
 // LLVM_COV / LLVM_PROFDATA name the LLVM tools; by default they are looked for in
 // /usr/lib/llvm-<rustc's LLVM major>/bin, then in rustup's llvm-tools component, then on
 // the PATH, and must be of rustc's LLVM major version (`apt-get install llvm-22` for
@@ -159,10 +173,53 @@ function cargoRustc(cargoArgs) {
     .filter((m) => m.reason === 'compiler-artifact' && m.manifest_path === path.join(root, 'Cargo.toml'));
 }
 
-function buildAndRun() {
+/** The passes, in the order they run (COVERAGE_PASSES picks some). */
+const PASSES = ['rust', 'standalone', 'cluster', 'memory', 'thread', 'tick'];
+// The suites of the thread pass: the ones that drive the connection layer (connecting,
+// its events, reconnecting, transient errors, TLS, replies and errors, pub/sub, Sentinel)
+// on a standalone server or sentinels of their own.
+const THREAD_SUITES = [
+  'connection',
+  'connection-events',
+  'reliability',
+  'transient-errors',
+  'tls',
+  'redis-service',
+  'errors',
+  'pubsub-service',
+  'sentinel',
+];
+
+// The suites of the tick pass: the event-loop backend again with
+// NESTJS_REDIS_NATIVE_FLUSH=tick (queued calls written at the end of the JS tick, the
+// other write mode, instead of in libuv's check phase).
+const TICK_SUITES = ['connection', 'reliability', 'redis-service', 'pubsub-service'];
+
+function selectedPasses() {
+  const given = process.env.COVERAGE_PASSES;
+  if (!given) return PASSES;
+  const names = given
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean);
+  for (const p of names) if (!PASSES.includes(p)) fail(`unknown pass ${p} in COVERAGE_PASSES (known: ${PASSES.join(', ')})`);
+  return PASSES.filter((p) => names.includes(p));
+}
+
+function buildAndRun(passes) {
   fs.rmSync(profiles, { recursive: true, force: true });
   fs.mkdirSync(profiles, { recursive: true });
   const failures = [];
+  const timings = [];
+  /** Runs pass `name` (`body` returns its exit status), timed. */
+  const pass = (name, title, body) => {
+    if (!passes.includes(name)) return;
+    step(`pass ${name}: ${title}`);
+    const started = Date.now();
+    const status = body();
+    timings.push(`${name} ${Math.round((Date.now() - started) / 1000)} s`);
+    if (status !== 0) failures.push(`pass ${name} (${title})`);
+  };
 
   step('building the instrumented addon (cargo rustc --lib --release -C instrument-coverage)');
   const lib = cargoRustc(['--release']);
@@ -175,37 +232,66 @@ function buildAndRun() {
   if (!testBin) fail('cargo reported no unit-test executable');
   fs.writeFileSync(objectsFile, JSON.stringify([addon, testBin]));
 
-  step('running the Rust unit tests');
-  const rustEnv = { ...process.env, LLVM_PROFILE_FILE: path.join(profiles, 'rust-%p-%m.profraw') };
-  if (run(testBin, [], { env: rustEnv }) !== 0) failures.push('Rust unit tests');
+  pass('rust', 'the Rust unit tests', () =>
+    run(testBin, [], { env: { ...process.env, LLVM_PROFILE_FILE: path.join(profiles, 'rust-%p-%m.profraw') } }),
+  );
 
+  const node = passes.filter((p) => p !== 'rust');
+  if (node.length === 0) return { failures, timings };
   step('building the Nest layer and the TypeScript suites');
   const tsc = path.join(root, 'node_modules', 'typescript', 'bin', 'tsc');
   if (!fs.existsSync(tsc)) fail('node_modules is missing: run `npm ci` first');
   if (run(process.execPath, [tsc, '-p', 'nest/tsconfig.json']) !== 0) fail('the Nest layer does not compile');
   fs.rmSync(tsOut, { recursive: true, force: true });
-  if (run(process.execPath, [tsc, '-p', '__test__/tsconfig.json', '--outDir', tsOut]) !== 0) {
+  const testBuild = path.join(tsOut, '.test-build', '__test__');
+  if (run(process.execPath, [tsc, '-p', '__test__/tsconfig.json', '--outDir', path.join(tsOut, '.test-build')]) !== 0) {
     fail('the TypeScript suites do not compile');
   }
+  // tsOut stands in for the repository root of scripts/test-cluster.js and
+  // scripts/test-memory.js (which take the root from their own location): copies of them
+  // in tsOut/scripts/ run the suites of tsOut/.test-build/, and load tsOut/index.js, which
+  // is the root's.
+  fs.mkdirSync(path.join(tsOut, 'scripts'));
+  for (const s of ['test-cluster.js', 'test-memory.js']) {
+    fs.copyFileSync(path.join(root, 'scripts', s), path.join(tsOut, 'scripts', s));
+  }
+  fs.writeFileSync(path.join(tsOut, 'index.js'), `module.exports = require(${JSON.stringify(path.join(root, 'index.js'))});\n`);
 
-  const suites = fs
-    .readdirSync(path.join(tsOut, '__test__'))
-    .filter((f) => f.endsWith('.test.js'))
-    .sort()
-    .map((f) => path.join(tsOut, '__test__', f));
-  step(`running ${suites.length} TypeScript suites against the instrumented addon`);
-  const tsEnv = {
+  const nodeEnv = (name, extra = {}) => ({
     ...process.env,
     NAPI_RS_NATIVE_LIBRARY_PATH: addon,
-    LLVM_PROFILE_FILE: path.join(profiles, 'ts-%p-%m.profraw'),
-  };
+    LLVM_PROFILE_FILE: path.join(profiles, `${name}-%p-%m.profraw`),
+    ...extra,
+  });
   // As `npm run test:ts` runs them, with a per-test timeout so that a hung test fails
   // instead of stopping the run.
-  const runner = ['--test', '--test-concurrency=1', '--test-timeout=300000', '--test-reporter=spec'];
-  if (run(process.execPath, [...runner, ...suites], { env: tsEnv }) !== 0) {
-    failures.push('TypeScript suites');
-  }
-  return failures;
+  const runner = ['--test-concurrency=1', '--test-timeout=300000', '--test-reporter=spec'];
+
+  const suites = fs
+    .readdirSync(testBuild)
+    .filter((f) => f.endsWith('.test.js'))
+    .sort()
+    .map((f) => path.join(testBuild, f));
+  pass('standalone', `every TypeScript suite (${suites.length}), as \`npm run test:ts\` runs them`, () =>
+    run(process.execPath, ['--test', ...runner, ...suites], { env: nodeEnv('standalone') }),
+  );
+  pass('cluster', 'the cluster suites, as `npm run test:cluster` runs them (scripts/test-cluster.js)', () =>
+    run(process.execPath, [path.join(tsOut, 'scripts', 'test-cluster.js'), ...runner], { env: nodeEnv('cluster') }),
+  );
+  pass('memory', 'the memory:// suites (scripts/test-memory.js)', () =>
+    run(process.execPath, [path.join(tsOut, 'scripts', 'test-memory.js'), ...runner], { env: nodeEnv('memory') }),
+  );
+  pass('thread', `the connection suites with NESTJS_REDIS_NATIVE_IO=thread (${THREAD_SUITES.join(', ')})`, () =>
+    run(process.execPath, ['--test', ...runner, ...THREAD_SUITES.map((s) => path.join(testBuild, `${s}.test.js`))], {
+      env: nodeEnv('thread', { NESTJS_REDIS_NATIVE_IO: 'thread' }),
+    }),
+  );
+  pass('tick', `suites with NESTJS_REDIS_NATIVE_FLUSH=tick (${TICK_SUITES.join(', ')})`, () =>
+    run(process.execPath, ['--test', ...runner, ...TICK_SUITES.map((s) => path.join(testBuild, `${s}.test.js`))], {
+      env: nodeEnv('tick', { NESTJS_REDIS_NATIVE_FLUSH: 'tick' }),
+    }),
+  );
+  return { failures, timings };
 }
 
 // ---------------------------------------------------------------- report
@@ -350,9 +436,15 @@ function report(tools) {
 
 const started = Date.now();
 const tools = findTools();
-const failures = noRun ? [] : buildAndRun();
+const passes = selectedPasses();
+const { failures, timings } = noRun ? { failures: [], timings: [] } : buildAndRun(passes);
 const problems = report(tools);
-console.log(`coverage: done in ${Math.round((Date.now() - started) / 1000)} s`);
+if (!noRun && passes.length < PASSES.length) {
+  process.stderr.write(`coverage: warning: only the passes ${passes.join(', ')} ran (COVERAGE_PASSES): the figures are low\n`);
+}
+console.log(
+  `coverage: done in ${Math.round((Date.now() - started) / 1000)} s${timings.length ? ` (passes: ${timings.join(', ')})` : ''}`,
+);
 for (const f of failures) process.stderr.write(`coverage: FAILED: ${f} (figures above may be low)\n`);
 for (const p of problems) process.stderr.write(`coverage: ${reportOnly ? 'below threshold' : 'FAILED'}: ${p}\n`);
 process.exit(failures.length > 0 || (problems.length > 0 && !reportOnly) ? 1 : 0);
