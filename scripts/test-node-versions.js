@@ -54,16 +54,21 @@ function nodeBinary(version) {
 }
 
 const testDir = path.join(root, '.test-build', '__test__');
+// Left out on the other Node versions, to keep CI within its time: these start a Redis
+// Cluster or a Sentinel set-up of their own and kill its nodes, which tests the servers'
+// failover and the client's Rust engine, not anything that depends on Node's version
+// (they run on the Node of `npm test`). Everything else runs on every version.
+const NOT_REPEATED = new Set(['cluster.test.js', 'sentinel.test.js']);
 const testFiles = fs
   .readdirSync(testDir)
-  .filter((f) => f.endsWith('.test.js'))
+  .filter((f) => f.endsWith('.test.js') && !NOT_REPEATED.has(f))
   .map((f) => path.join(testDir, f));
 
 const results = [];
 for (const version of versions) {
   const node = nodeBinary(version);
   const reported = execFileSync(node, ['--version']).toString().trim();
-  process.stdout.write(`\n# TypeScript suites on Node ${reported}\n`);
+  process.stdout.write(`\n# TypeScript suites on Node ${reported} (all but ${[...NOT_REPEATED].join(', ')})\n`);
   const run = spawnSync(node, ['--test', '--test-concurrency=1', ...testFiles], { cwd: root, stdio: 'inherit' });
   results.push([reported, run.status === 0]);
 }
