@@ -20,6 +20,7 @@ let url: string;
 /** The test Redis of TEST_TOPOLOGY. */
 let options: TestConnectOptions;
 const oneAddress = onlyStandalone('connects to one server by its address');
+const databases = onlyStandalone('a cluster has database 0 only', 'memory:// has no numbered databases');
 
 before(async () => {
   url = await testRedisUrl();
@@ -102,7 +103,7 @@ describe('connect', () => {
     }
   });
 
-  it('selects the database given in the url', onlyStandalone('a cluster has database 0 only'), async () => {
+  it('selects the database given in the url', databases, async () => {
     const a = await RedisClient.connect({ url: `${url}/0`, keyPrefix: uniquePrefix() });
     const b = await RedisClient.connect({ url: `${url}/2`, keyPrefix: a.keyPrefix });
     await new RedisService(a).set('db-key', 'in-0');

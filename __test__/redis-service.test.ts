@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { RedisService } from 'nestjs-redis-native';
-import { onlyStandalone, prefixedClients, sleep, stopSharedRedis } from './support/redis-server';
+import { notOnCluster, prefixedClients, sleep, stopSharedRedis } from './support/redis-server';
 
 let redis: RedisService;
 // A client without prefix, to look at what is really stored.
 let raw: RedisService;
 let prefix: string;
 let closeClients: () => Promise<void>;
-const crossSlot = onlyStandalone('ZUNIONSTORE of keys in different slots is refused by a cluster (CROSSSLOT)');
+const crossSlot = notOnCluster('ZUNIONSTORE of keys in different slots is refused by a cluster (CROSSSLOT)');
 
 before(async () => {
   ({ redis, raw, prefix, close: closeClients } = await prefixedClients());

@@ -24,11 +24,14 @@ export async function testRedisUrl(): Promise<string> {
   return (await shared).url;
 }
 
-/** What the suites run against: `TEST_TOPOLOGY=cluster`, or a standalone server (the default). */
-export function testTopology(): 'standalone' | 'cluster' {
+/**
+ * What the suites run against: `TEST_TOPOLOGY=cluster`, `TEST_TOPOLOGY=memory` (the
+ * in-process `memory://` store), or a standalone server (the default).
+ */
+export function testTopology(): 'standalone' | 'cluster' | 'memory' {
   const topology = process.env.TEST_TOPOLOGY ?? 'standalone';
-  if (topology !== 'standalone' && topology !== 'cluster') {
-    throw new Error(`TEST_TOPOLOGY must be 'standalone' or 'cluster', not '${topology}'`);
+  if (topology !== 'standalone' && topology !== 'cluster' && topology !== 'memory') {
+    throw new Error(`TEST_TOPOLOGY must be 'standalone', 'cluster' or 'memory', not '${topology}'`);
   }
   return topology;
 }
@@ -36,15 +39,34 @@ export function testTopology(): 'standalone' | 'cluster' {
 /** The connection options of the test Redis, as `RedisClient.connect()` and `RedisModule.forRoot()` take them. */
 export type TestConnectOptions = RedisOptions & ({ url: string } | { cluster: { nodes: string[] } });
 
+let memoryName: string | undefined;
+
+/**
+ * The url of the in-process store of `TEST_TOPOLOGY=memory`: `memory://<name>`, one name for
+ * the whole process, so every client a test connects shares one keyspace as they would
+ * share the standalone server. TEST_MEMORY_URL overrides it; with TEST_MEMORY_STANDIN=1 a
+ * redis-server stands in for the store (`testRedisUrl()`), to run the memory suites, with
+ * their skips, on a build without `memory://`.
+ */
+export async function testMemoryUrl(): Promise<string> {
+  if (process.env.TEST_MEMORY_URL) return process.env.TEST_MEMORY_URL;
+  if (process.env.TEST_MEMORY_STANDIN === '1') return testRedisUrl();
+  memoryName ??= `test-${process.pid}-${randomUUID()}`;
+  return `memory://${memoryName}`;
+}
+
 /**
  * How to reach the test Redis of `testTopology()`. Standalone: `{ url }` of `testRedisUrl()`.
  * Cluster: `{ cluster: { nodes } }` of REDIS_CLUSTER_NODES (comma-separated urls) when given,
  * otherwise of a local cluster (3 masters, 3 replicas) started on first use and stopped by
- * `stopSharedRedis()`. Spread it and add what the test needs:
+ * `stopSharedRedis()`. Memory: `{ url: 'memory://<name>' }` of `testMemoryUrl()`, one
+ * keyspace for the process. Spread it and add what the test needs:
  * `RedisClient.connect({ ...(await testConnectOptions()), keyPrefix })`.
  */
 export async function testConnectOptions(): Promise<TestConnectOptions> {
-  if (testTopology() === 'standalone') return { url: await testRedisUrl() };
+  const topology = testTopology();
+  if (topology === 'standalone') return { url: await testRedisUrl() };
+  if (topology === 'memory') return { url: await testMemoryUrl() };
   if (process.env.REDIS_CLUSTER_NODES) return { cluster: { nodes: process.env.REDIS_CLUSTER_NODES.split(',') } };
   sharedCluster ??= startCluster();
   return { cluster: { nodes: [...(await sharedCluster).nodes] } };
@@ -52,10 +74,30 @@ export async function testConnectOptions(): Promise<TestConnectOptions> {
 
 /**
  * Options of a test (or `describe`) that can only run on a standalone server: skipped on the
- * cluster, with `reason`. `it('...', onlyStandalone('kills the server'), async () => ...)`.
+ * cluster and on `memory://`, with `reason` (on memory://, `onMemory` when the reason is the
+ * cluster's). `it('...', onlyStandalone('kills the server'), async () => ...)`.
  */
-export function onlyStandalone(reason: string): { skip?: string } {
+export function onlyStandalone(reason: string, onMemory = reason): { skip?: string } {
+  const topology = testTopology();
+  if (topology === 'memory') return { skip: `standalone only: ${onMemory}` };
+  return topology === 'cluster' ? { skip: `standalone only: ${reason}` } : {};
+}
+
+/**
+ * Options of a test (or `describe`) that cannot run on a cluster, but can on one server and on
+ * `memory://`: skipped on the cluster with `reason`.
+ */
+export function notOnCluster(reason: string): { skip?: string } {
   return testTopology() === 'cluster' ? { skip: `standalone only: ${reason}` } : {};
+}
+
+/**
+ * Options of a test (or `describe`) that needs a real server (one it inspects, or commands
+ * the in-process store does not have): skipped on `memory://` (TEST_TOPOLOGY=memory) with
+ * `reason`, run on standalone and cluster. `it('...', notOnMemory('reads INFO'), async () => ...)`.
+ */
+export function notOnMemory(reason: string): { skip?: string } {
+  return testTopology() === 'memory' ? { skip: `not on memory://: ${reason}` } : {};
 }
 
 /** Stops what `testRedisUrl()` and `testConnectOptions()` started. Every suite calls it in `after`. */
