@@ -15,6 +15,7 @@
 pub mod commands;
 pub mod glob;
 pub mod keyspace;
+pub mod longdouble;
 pub mod lua;
 pub mod pubsub;
 
