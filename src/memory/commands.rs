@@ -1078,7 +1078,8 @@ fn string_of(db: &mut Db, key: &[u8], now: u64) -> Result<Option<Vec<u8>>, Strin
 fn set(ctx: &mut Ctx, a: &[Vec<u8>]) -> Res {
   let (key, value) = (&a[0], &a[1]);
   let (mut nx, mut xx, mut get, mut keepttl) = (false, false, false, false);
-  let mut expire: Option<(String, i64)> = None;
+  // as Redis 7.0: every option's syntax first, then the expire time's value
+  let mut expire: Option<(String, &[u8])> = None;
   let mut i = 2;
   while i < a.len() {
     let word = String::from_utf8_lossy(&a[i]).to_ascii_uppercase();
@@ -1089,8 +1090,7 @@ fn set(ctx: &mut Ctx, a: &[Vec<u8>]) -> Res {
       "KEEPTTL" if expire.is_none() => keepttl = true,
       "EX" | "PX" | "EXAT" | "PXAT" if expire.is_none() && !keepttl => {
         let v = a.get(i + 1).ok_or(SYNTAX)?;
-        let n = parse_i64(v).ok_or(NOT_INT)?;
-        expire = Some((word.clone(), n));
+        expire = Some((word.clone(), v.as_slice()));
         i += 1;
       }
       _ => return Err(SYNTAX.into()),
@@ -1101,6 +1101,7 @@ fn set(ctx: &mut Ctx, a: &[Vec<u8>]) -> Res {
   let deadline = match &expire {
     None => None,
     Some((unit, n)) => {
+      let n = &parse_i64(n).ok_or(NOT_INT)?;
       let invalid = || "ERR invalid expire time in 'set' command".to_string();
       if *n <= 0 {
         return Err(invalid());
