@@ -1507,9 +1507,21 @@ fn zstore(ctx: &mut Ctx, name: &str, a: &[Vec<u8>]) -> Res {
     }
   };
   let mut out: std::collections::HashMap<Vec<u8>, (f64, usize)> = Default::default();
-  for (input, w) in inputs.iter().zip(&weights) {
+  // as Redis 7.0: ZINTERSTORE goes through its inputs smallest first (a stable sort), and
+  // only the first one's weighted scores have NaN made 0 (a later NaN reaches the aggregate:
+  // SUM makes it 0, MIN / MAX keep the other); ZUNIONSTORE makes every NaN 0
+  let mut order: Vec<usize> = (0..n).collect();
+  if name == "ZINTERSTORE" {
+    order.sort_by_key(|&i| inputs[i].len());
+  }
+  for (rank, &i) in order.iter().enumerate() {
+    let (input, w) = (&inputs[i], weights[i]);
     for (m, s) in input {
-      let v = weigh(*s, *w);
+      let v = if name == "ZUNIONSTORE" || rank == 0 {
+        weigh(*s, w)
+      } else {
+        *s * w
+      };
       out
         .entry(m.clone())
         .and_modify(|(acc, seen)| {
