@@ -1507,13 +1507,12 @@ fn zstore(ctx: &mut Ctx, name: &str, a: &[Vec<u8>]) -> Res {
     }
   };
   let mut out: std::collections::HashMap<Vec<u8>, (f64, usize)> = Default::default();
-  // as Redis 7.0: ZINTERSTORE goes through its inputs smallest first (a stable sort), and
-  // only the first one's weighted scores have NaN made 0 (a later NaN reaches the aggregate:
-  // SUM makes it 0, MIN / MAX keep the other); ZUNIONSTORE makes every NaN 0
+  // as Redis 7.0: the inputs are taken smallest first (a stable sort: the order of the
+  // additions, so of their rounding); ZINTERSTORE makes NaN 0 only in the first one's
+  // weighted scores (a later NaN reaches the aggregate: SUM makes it 0, MIN / MAX keep the
+  // other), ZUNIONSTORE in every one's
   let mut order: Vec<usize> = (0..n).collect();
-  if name == "ZINTERSTORE" {
-    order.sort_by_key(|&i| inputs[i].len());
-  }
+  order.sort_by_key(|&i| inputs[i].len());
   for (rank, &i) in order.iter().enumerate() {
     let (input, w) = (&inputs[i], weights[i]);
     for (m, s) in input {
