@@ -252,16 +252,14 @@ const SCRIPTS: { body: string; keys: number; argv?: (g: Gen) => Arg[] }[] = [
   { body: 'return ARGV[1]', keys: 0, argv: (g) => [g.value()] },
   { body: "return string.format('%d:%s', 5, ARGV[1])", keys: 0, argv: (g) => [g.value()] },
   { body: 'return redis.sha1hex(ARGV[1])', keys: 0, argv: (g) => [g.value()] },
-  { body: "return cjson.encode({1, 'two', {three = 3}})", keys: 0 },
-  { body: 'return cjson.decode(\'[1,2,{"a":"b"}]\')[3].a', keys: 0 },
+  // Not here: scripts using Redis's cjson, cmsgpack, bit and struct libraries. memory:// does
+  // not embed them (a documented absence: ARCHITECTURE.md, memory:// limits), so such a
+  // script fails there with "nonexistent global variable 'cjson'" where Redis runs it.
   { body: 'return tostring(unpack({1, 2}))', keys: 0 },
   { body: "return redis.call('EVAL', 'return 1', 0)", keys: 0 },
   { body: 'x = 1; return x', keys: 0 },
   { body: 'return os ~= nil', keys: 0 },
   { body: 'return redis.sha1hex()', keys: 0 },
-  { body: 'return bit.band(7, 3) + bit.lshift(1, 4)', keys: 0 },
-  { body: "return struct.pack('>I2', 258)", keys: 0 },
-  { body: "return cmsgpack.unpack(cmsgpack.pack({1, 'a', {2}}))", keys: 0 },
   {
     body: "local t = redis.call('TIME'); return {#t, type(t[1]), tonumber(t[1]) > 1600000000, tonumber(t[2]) < 1000000}",
     keys: 0,

@@ -7,6 +7,7 @@ use std::ops::Bound;
 use redis::Value;
 
 use super::keyspace::{Data, Db, Entry, Hash, Score, ZSet};
+use super::longdouble::LongDouble;
 use super::pubsub::PubSub;
 
 pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
@@ -381,8 +382,9 @@ pub fn execute(ctx: &mut Ctx, args: &[Vec<u8>], from_script: bool) -> Value {
       Some(by) => incr_by(ctx, &a[0], by),
       None => Err(NOT_INT.into()),
     },
-    "DECRBY" => match parse_i64(&a[1]).and_then(|b| b.checked_neg()) {
-      Some(by) => incr_by(ctx, &a[0], by),
+    "DECRBY" => match parse_i64(&a[1]) {
+      Some(i64::MIN) => Err("ERR decrement would overflow".into()),
+      Some(by) => incr_by(ctx, &a[0], -by),
       None => Err(NOT_INT.into()),
     },
     "INCRBYFLOAT" => incr_by_float(ctx, a),
@@ -467,18 +469,20 @@ pub fn execute(ctx: &mut Ctx, args: &[Vec<u8>], from_script: bool) -> Value {
         Ok(Value::Int(new))
       }),
     },
-    "HINCRBYFLOAT" => match parse_float(&a[2]) {
+    // Redis 7.0's order: the increment, then NaN / Infinity, then the key's type.
+    "HINCRBYFLOAT" => match parse_long_double(&a[2]) {
       None => Err(NOT_FLOAT.into()),
-      Some(by) => with_hash(ctx.db, &a[0], now, true, |h| {
+      Some(Err(())) => Err("ERR value is NaN or Infinity".into()),
+      Some(Ok(by)) => with_hash(ctx.db, &a[0], now, true, |h| {
         let old = match h.get(&a[1]) {
-          None => 0.0,
-          Some(v) => parse_float(v).ok_or("ERR hash value is not a float")?,
+          None => Ok(LongDouble::parse("0").ok_or(NOT_FLOAT)?),
+          Some(v) => parse_long_double(v).ok_or("ERR hash value is not a float")?,
         };
-        let new = old + by;
-        if !new.is_finite() {
-          return Err("ERR increment would produce NaN or Infinity".into());
-        }
-        let text = format_incr_float(new);
+        let text = old
+          .ok()
+          .and_then(|old| old.add(by))
+          .ok_or("ERR increment would produce NaN or Infinity")?
+          .human();
         h.set(&a[1], text.clone().into_bytes());
         Ok(bulk(text))
       }),
@@ -610,7 +614,8 @@ pub fn execute(ctx: &mut Ctx, args: &[Vec<u8>], from_script: bool) -> Value {
     "ZINCRBY" => match parse_float(&a[1]) {
       None => Err(NOT_FLOAT.into()),
       Some(by) => with_zset(ctx.db, &a[0], now, true, |z| {
-        let new = z.scores.get(a[2].as_slice()).copied().unwrap_or(0.0) + by;
+        // a new member's score is the increment itself (`-0` stays `-0` in the reply)
+        let new = z.scores.get(a[2].as_slice()).map_or(by, |s| s + by);
         if new.is_nan() {
           return Err("ERR resulting score is not a number (NaN)".into());
         }
@@ -807,11 +812,33 @@ fn trim_zeros(s: &str) -> &str {
   }
 }
 
-/// INCRBYFLOAT's text: `%.17Lf` with the trailing zeros cut (computed in a double here,
-/// where Redis uses a long double: the last digit may differ).
-fn format_incr_float(v: f64) -> String {
-  let s = format!("{v:.17}");
-  trim_zeros(&s).to_string()
+/// A value or increment of INCRBYFLOAT / HINCRBYFLOAT as Redis's `string2ld` reads it
+/// (`strtold`: decimal or hexadecimal, `inf`; no NaN, no leading space, nothing after, not
+/// out of a long double's range): None when it refuses it, `Err(())` for an infinity.
+pub fn parse_long_double(b: &[u8]) -> Option<Result<LongDouble, ()>> {
+  let s = std::str::from_utf8(b).ok()?;
+  if s.is_empty() || s.len() >= 5 * 1024 || s.starts_with(char::is_whitespace) {
+    return None;
+  }
+  let unsigned = s.trim_start_matches(['+', '-']);
+  if unsigned.len() + 1 < s.len() {
+    return None;
+  }
+  let hex = unsigned.len() > 2 && unsigned.as_bytes()[..2].eq_ignore_ascii_case(b"0x");
+  if !hex {
+    // the syntax is a double's (strtod's and strtold's are the same); its value is not
+    let v = parse_float(b)?;
+    if v.is_infinite() && unsigned.to_ascii_lowercase().starts_with("inf") {
+      return Some(Err(()));
+    }
+  } else {
+    let digits = &unsigned[2..];
+    let mantissa = digits.split(['p', 'P']).next().unwrap_or("");
+    if mantissa.is_empty() || mantissa == "." {
+      return None;
+    }
+  }
+  LongDouble::parse(s).map(Ok)
 }
 
 fn flush(ctx: &mut Ctx) -> Res {
@@ -1051,7 +1078,8 @@ fn string_of(db: &mut Db, key: &[u8], now: u64) -> Result<Option<Vec<u8>>, Strin
 fn set(ctx: &mut Ctx, a: &[Vec<u8>]) -> Res {
   let (key, value) = (&a[0], &a[1]);
   let (mut nx, mut xx, mut get, mut keepttl) = (false, false, false, false);
-  let mut expire: Option<(String, i64)> = None;
+  // as Redis 7.0: every option's syntax first, then the expire time's value
+  let mut expire: Option<(String, &[u8])> = None;
   let mut i = 2;
   while i < a.len() {
     let word = String::from_utf8_lossy(&a[i]).to_ascii_uppercase();
@@ -1062,8 +1090,7 @@ fn set(ctx: &mut Ctx, a: &[Vec<u8>]) -> Res {
       "KEEPTTL" if expire.is_none() => keepttl = true,
       "EX" | "PX" | "EXAT" | "PXAT" if expire.is_none() && !keepttl => {
         let v = a.get(i + 1).ok_or(SYNTAX)?;
-        let n = parse_i64(v).ok_or(NOT_INT)?;
-        expire = Some((word.clone(), n));
+        expire = Some((word.clone(), v.as_slice()));
         i += 1;
       }
       _ => return Err(SYNTAX.into()),
@@ -1074,6 +1101,7 @@ fn set(ctx: &mut Ctx, a: &[Vec<u8>]) -> Res {
   let deadline = match &expire {
     None => None,
     Some((unit, n)) => {
+      let n = &parse_i64(n).ok_or(NOT_INT)?;
       let invalid = || "ERR invalid expire time in 'set' command".to_string();
       if *n <= 0 {
         return Err(invalid());
@@ -1150,18 +1178,20 @@ fn incr_by(ctx: &mut Ctx, key: &[u8], by: i64) -> Res {
   }
 }
 
+/// Redis 7.0's order: the key's type, then the stored value, then the increment.
 fn incr_by_float(ctx: &mut Ctx, a: &[Vec<u8>]) -> Res {
-  let by = parse_float(&a[1]).ok_or(NOT_FLOAT)?;
   let now = ctx.now;
   let old = match string_of(ctx.db, &a[0], now)? {
-    None => 0.0,
-    Some(v) => parse_float(&v).ok_or(NOT_FLOAT)?,
+    None => Ok(LongDouble::parse("0").ok_or(NOT_FLOAT)?),
+    Some(v) => parse_long_double(&v).ok_or(NOT_FLOAT)?,
   };
-  let new = old + by;
-  if !new.is_finite() {
-    return Err("ERR increment would produce NaN or Infinity".into());
-  }
-  let text = format_incr_float(new);
+  let by = parse_long_double(&a[1]).ok_or(NOT_FLOAT)?;
+  let text = old
+    .and_then(|old| by.map(|by| (old, by)))
+    .ok()
+    .and_then(|(old, by)| old.add(by))
+    .ok_or("ERR increment would produce NaN or Infinity")?
+    .human();
   match ctx.db.get_mut(&a[0], now) {
     Some(e) => e.data = Data::Str(text.clone().into_bytes()),
     None => ctx
@@ -1420,6 +1450,22 @@ fn zstore(ctx: &mut Ctx, name: &str, a: &[Vec<u8>]) -> Res {
     return Err(SYNTAX.into());
   }
   let keys = &a[2..2 + n];
+  // Redis 7.0 checks the keys' types before it reads WEIGHTS / AGGREGATE
+  let now = ctx.now;
+  let mut inputs: Vec<Vec<(Vec<u8>, f64)>> = Vec::with_capacity(n);
+  for k in keys {
+    inputs.push(match ctx.db.get(k, now) {
+      None => Vec::new(),
+      Some(Entry {
+        data: Data::ZSet(z),
+        ..
+      }) => z.scores.iter().map(|(m, s)| (m.clone(), *s)).collect(),
+      Some(Entry {
+        data: Data::Set(s), ..
+      }) => s.iter().map(|m| (m.clone(), 1.0)).collect(),
+      Some(_) => return Err(WRONGTYPE.into()),
+    });
+  }
   let mut weights = vec![1.0; n];
   let mut aggregate = "SUM".to_string();
   let mut i = 2 + n;
@@ -1439,21 +1485,6 @@ fn zstore(ctx: &mut Ctx, name: &str, a: &[Vec<u8>]) -> Res {
     } else {
       return Err(SYNTAX.into());
     }
-  }
-  let now = ctx.now;
-  let mut inputs: Vec<Vec<(Vec<u8>, f64)>> = Vec::with_capacity(n);
-  for k in keys {
-    inputs.push(match ctx.db.get(k, now) {
-      None => Vec::new(),
-      Some(Entry {
-        data: Data::ZSet(z),
-        ..
-      }) => z.scores.iter().map(|(m, s)| (m.clone(), *s)).collect(),
-      Some(Entry {
-        data: Data::Set(s), ..
-      }) => s.iter().map(|m| (m.clone(), 1.0)).collect(),
-      Some(_) => return Err(WRONGTYPE.into()),
-    });
   }
   let combine = |x: f64, y: f64| match aggregate.as_str() {
     "MIN" => x.min(y),
@@ -1476,9 +1507,20 @@ fn zstore(ctx: &mut Ctx, name: &str, a: &[Vec<u8>]) -> Res {
     }
   };
   let mut out: std::collections::HashMap<Vec<u8>, (f64, usize)> = Default::default();
-  for (input, w) in inputs.iter().zip(&weights) {
+  // as Redis 7.0: the inputs are taken smallest first (a stable sort: the order of the
+  // additions, so of their rounding); ZINTERSTORE makes NaN 0 only in the first one's
+  // weighted scores (a later NaN reaches the aggregate: SUM makes it 0, MIN / MAX keep the
+  // other), ZUNIONSTORE in every one's
+  let mut order: Vec<usize> = (0..n).collect();
+  order.sort_by_key(|&i| inputs[i].len());
+  for (rank, &i) in order.iter().enumerate() {
+    let (input, w) = (&inputs[i], weights[i]);
     for (m, s) in input {
-      let v = weigh(*s, *w);
+      let v = if name == "ZUNIONSTORE" || rank == 0 {
+        weigh(*s, w)
+      } else {
+        *s * w
+      };
       out
         .entry(m.clone())
         .and_modify(|(acc, seen)| {

@@ -50,25 +50,46 @@ redis.replicate_commands = function() return true end
 redis.REPL_ALL, redis.REPL_AOF, redis.REPL_REPLICA, redis.REPL_SLAVE, redis.REPL_NONE = 3, 1, 2, 2, 0
 loadfile, dofile, print = nil, nil, nil
 KEYS, ARGV = {}, {}
--- as Redis 7: a script may neither create nor read an unknown global
+-- as Redis 7.0: the globals are a read-only table, and an unknown global is not read
 setmetatable(_G, {
-  __newindex = function(_, k)
-    error("Script attempted to create global variable '" .. tostring(k) .. "'", 2)
+  __newindex = function()
+    error("Attempt to modify a readonly table", 2)
   end,
   __index = function(_, k)
     error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
   end,
 })
-local run = function(f) return pcall(f) end
+local run = function(f, handler) return xpcall(f, handler) end
 return function(f) slot.f = f end, run
 "#;
+
+/// Where the Lua body of `redis.call` is kept (the registry).
+const CALL_KEY: &str = "nestjs_redis_native.redis_call";
+
+/// `redis.call`: calls its Lua body (in the registry) with its arguments, from a C frame.
+unsafe extern "C-unwind" fn call_trampoline(state: *mut mlua::ffi::lua_State) -> std::ffi::c_int {
+  use mlua::ffi;
+  let n = ffi::lua_gettop(state);
+  ffi::lua_getfield(
+    state,
+    ffi::LUA_REGISTRYINDEX,
+    c"nestjs_redis_native.redis_call".as_ptr(),
+  );
+  ffi::lua_insert(state, 1);
+  ffi::lua_call(state, n, ffi::LUA_MULTRET);
+  ffi::lua_gettop(state)
+}
 
 pub struct Scripting {
   lua: Lua,
   /// Installs (or with nil removes) the dispatch function of the running script.
   set_dispatch: Function,
-  /// `pcall(f)`.
+  /// `xpcall(f, handler)`.
   run: Function,
+  /// The message handler of `run`: notes where in the script an error was raised.
+  handler: Function,
+  /// That line (Redis 7.0's `on @user_script:<line>.`).
+  error_line: Arc<Mutex<Option<usize>>>,
   /// sha1 (lowercase hex) → compiled script.
   cache: HashMap<String, Function>,
   started: Arc<Mutex<Option<Instant>>>,
@@ -86,10 +107,56 @@ impl Scripting {
     )?;
     let (set_dispatch, run): (Function, Function) = lua.load(SETUP).set_name("@setup").call(())?;
     let redis: Table = lua.globals().raw_get("redis")?;
+    // redis.call is a C function, as in Redis: `return redis.call(...)` then keeps the
+    // script's frame (a tail call to a Lua function would drop it), which gives an error's
+    // `on @user_script:<line>.`
+    let call: Function = redis.raw_get("call")?;
+    lua.set_named_registry_value(CALL_KEY, call)?;
+    // SAFETY: `call_trampoline` is a plain lua_CFunction that only uses the Lua C API on
+    // the state it is given.
+    redis.raw_set("call", unsafe { lua.create_c_function(call_trampoline)? })?;
+    // as Redis: exactly one argument, read with lua_tolstring (a number as Lua prints it;
+    // nil, a table... as "")
     redis.set(
       "sha1hex",
-      lua.create_function(|lua, s: mlua::LuaString| lua.create_string(sha1_hex(&s.as_bytes())))?,
+      lua.create_function(|lua, args: MultiValue| {
+        if args.len() != 1 {
+          return Err(mlua::Error::RuntimeError(
+            "wrong number of arguments".into(),
+          ));
+        }
+        let text = match args.into_iter().next() {
+          Some(v @ (mlua::Value::String(_) | mlua::Value::Integer(_) | mlua::Value::Number(_))) => {
+            lua
+              .coerce_string(v)?
+              .map(|s| s.as_bytes().to_vec())
+              .unwrap_or_default()
+          }
+          _ => Vec::new(),
+        };
+        lua.create_string(sha1_hex(&text))
+      })?,
     )?;
+    // Redis's error handler: the line of the script's function that raised the error (or
+    // called the C function, or redis.call, that did)
+    let error_line: Arc<Mutex<Option<usize>>> = Arc::default();
+    let noted = error_line.clone();
+    let handler = lua.create_function(move |lua, err: mlua::Value| {
+      let mut line = None;
+      for level in 1..1000 {
+        let Some((source, current)) = lua.inspect_stack(level, |d| {
+          (d.source().source.map(|s| s.into_owned()), d.current_line())
+        }) else {
+          break;
+        };
+        if source.as_deref() == Some("@user_script") {
+          line = current;
+          break;
+        }
+      }
+      *noted.lock().unwrap_or_else(|e| e.into_inner()) = line;
+      Ok(err)
+    })?;
     let started: Arc<Mutex<Option<Instant>>> = Arc::default();
     let clock = started.clone();
     lua.set_hook(
@@ -109,6 +176,8 @@ impl Scripting {
       lua,
       set_dispatch,
       run,
+      handler,
+      error_line,
       cache: HashMap::new(),
       started,
     })
@@ -172,6 +241,15 @@ impl Scripting {
   /// `EVAL` / `EVALSHA` (and their `_RO` forms): `args[0]` is the command's name.
   pub fn eval(&mut self, ctx: &mut Ctx, args: &[Vec<u8>]) -> Value {
     let by_sha = args[0].to_ascii_uppercase().starts_with(b"EVALSHA");
+    // as Redis 7.0: the number of keys first (a refused EVAL caches nothing)
+    let numkeys = match parse_i64(&args[2]) {
+      Some(n) if n >= 0 && n as usize > args.len() - 3 => {
+        return error("ERR Number of keys can't be greater than number of args")
+      }
+      Some(n) if n < 0 => return error("ERR Number of keys can't be negative"),
+      Some(n) => n as usize,
+      None => return error(commands::NOT_INT),
+    };
     let (sha, function) = if by_sha {
       let sha = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
       match self.cache.get(&sha) {
@@ -184,19 +262,19 @@ impl Scripting {
         Err(e) => return e,
       }
     };
-    let numkeys = match parse_i64(&args[2]) {
-      Some(n) if n < 0 => return error("ERR Number of keys can't be negative"),
-      Some(n) if n as usize > args.len() - 3 => {
-        return error("ERR Number of keys can't be greater than number of args")
-      }
-      Some(n) => n as usize,
-      None => return error(commands::NOT_INT),
-    };
     let (keys, argv) = args[3..].split_at(numkeys);
-    match self.call(ctx, &function, keys, argv) {
+    *self.error_line.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    let outcome = self.call(ctx, &function, keys, argv);
+    let line = *self.error_line.lock().unwrap_or_else(|e| e.into_inner());
+    // as Redis 7.0: where the error was raised, when it is known
+    let suffix = match line {
+      Some(line) => format!(" script: {sha}, on @user_script:{line}."),
+      None => String::new(),
+    };
+    match outcome {
       Ok(v) => v,
-      Err(ScriptError::Reply(text)) => error(&format!("{text} script: {sha}, on @user_script.")),
-      Err(ScriptError::Lua(text)) => error(&format!("ERR {text} script: {sha}, on @user_script.")),
+      Err(ScriptError::Reply(text)) => error(&format!("{text}{suffix}")),
+      Err(ScriptError::Lua(text)) => error(&format!("ERR {text}{suffix}")),
     }
   }
 
@@ -228,6 +306,10 @@ impl Scripting {
     let outcome = lua.scope(|scope| {
       let dispatch = scope.create_function(|lua, args: MultiValue| {
         let reply = match command_args(&args) {
+          // as Redis 7.0's scriptCall: an unknown command, a wrong number of arguments
+          Ok(args) if script_refusal(&args).is_some() => {
+            error(script_refusal(&args).unwrap_or_default())
+          }
           Ok(args) => {
             let mut ctx = ctx
               .try_borrow_mut()
@@ -239,7 +321,9 @@ impl Scripting {
         to_lua(lua, reply)
       })?;
       self.set_dispatch.call::<()>(dispatch)?;
-      let result = self.run.call::<(bool, mlua::Value)>(function.clone());
+      let result = self
+        .run
+        .call::<(bool, mlua::Value)>((function.clone(), self.handler.clone()));
       self.set_dispatch.call::<()>(mlua::Value::Nil)?;
       result
     });
@@ -284,6 +368,268 @@ fn lua_message(e: &mlua::Error) -> String {
   .unwrap_or_default()
   .to_string()
 }
+
+/// Why Redis 7.0 refuses a command called from a script before running it: a command it
+/// does not know (one memory:// leaves out but Redis has keeps memory://'s own text), or
+/// the wrong number of arguments.
+fn script_refusal(args: &[Vec<u8>]) -> Option<&'static str> {
+  let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+  match commands::spec(&name) {
+    None if !REDIS_COMMANDS.contains(&name.as_str()) => {
+      Some("ERR Unknown Redis command called from script")
+    }
+    Some(s) => {
+      let n = args.len() as i64;
+      ((s.arity > 0 && n != s.arity) || (s.arity < 0 && n < -s.arity))
+        .then_some("ERR Wrong number of args calling Redis command from script")
+    }
+    None => None,
+  }
+}
+
+/// The commands of Redis 7.0 (top level).
+const REDIS_COMMANDS: &[&str] = &[
+  "ACL",
+  "APPEND",
+  "ASKING",
+  "AUTH",
+  "BGREWRITEAOF",
+  "BGSAVE",
+  "BITCOUNT",
+  "BITFIELD",
+  "BITFIELD_RO",
+  "BITOP",
+  "BITPOS",
+  "BLMOVE",
+  "BLMPOP",
+  "BLPOP",
+  "BRPOP",
+  "BRPOPLPUSH",
+  "BZMPOP",
+  "BZPOPMAX",
+  "BZPOPMIN",
+  "CLIENT",
+  "CLUSTER",
+  "COMMAND",
+  "CONFIG",
+  "COPY",
+  "DBSIZE",
+  "DEBUG",
+  "DECR",
+  "DECRBY",
+  "DEL",
+  "DISCARD",
+  "DUMP",
+  "ECHO",
+  "EVAL",
+  "EVALSHA",
+  "EVALSHA_RO",
+  "EVAL_RO",
+  "EXEC",
+  "EXISTS",
+  "EXPIRE",
+  "EXPIREAT",
+  "EXPIRETIME",
+  "FAILOVER",
+  "FCALL",
+  "FCALL_RO",
+  "FLUSHALL",
+  "FLUSHDB",
+  "FUNCTION",
+  "GEOADD",
+  "GEODIST",
+  "GEOHASH",
+  "GEOPOS",
+  "GEORADIUS",
+  "GEORADIUSBYMEMBER",
+  "GEORADIUSBYMEMBER_RO",
+  "GEORADIUS_RO",
+  "GEOSEARCH",
+  "GEOSEARCHSTORE",
+  "GET",
+  "GETBIT",
+  "GETDEL",
+  "GETEX",
+  "GETRANGE",
+  "GETSET",
+  "HDEL",
+  "HELLO",
+  "HEXISTS",
+  "HGET",
+  "HGETALL",
+  "HINCRBY",
+  "HINCRBYFLOAT",
+  "HKEYS",
+  "HLEN",
+  "HMGET",
+  "HMSET",
+  "HRANDFIELD",
+  "HSCAN",
+  "HSET",
+  "HSETNX",
+  "HSTRLEN",
+  "HVALS",
+  "INCR",
+  "INCRBY",
+  "INCRBYFLOAT",
+  "INFO",
+  "KEYS",
+  "LASTSAVE",
+  "LATENCY",
+  "LCS",
+  "LINDEX",
+  "LINSERT",
+  "LLEN",
+  "LMOVE",
+  "LMPOP",
+  "LOLWUT",
+  "LPOP",
+  "LPOS",
+  "LPUSH",
+  "LPUSHX",
+  "LRANGE",
+  "LREM",
+  "LSET",
+  "LTRIM",
+  "MEMORY",
+  "MGET",
+  "MIGRATE",
+  "MODULE",
+  "MONITOR",
+  "MOVE",
+  "MSET",
+  "MSETNX",
+  "MULTI",
+  "OBJECT",
+  "PERSIST",
+  "PEXPIRE",
+  "PEXPIREAT",
+  "PEXPIRETIME",
+  "PFADD",
+  "PFCOUNT",
+  "PFDEBUG",
+  "PFMERGE",
+  "PFSELFTEST",
+  "PING",
+  "PSETEX",
+  "PSUBSCRIBE",
+  "PSYNC",
+  "PTTL",
+  "PUBLISH",
+  "PUBSUB",
+  "PUNSUBSCRIBE",
+  "QUIT",
+  "RANDOMKEY",
+  "READONLY",
+  "READWRITE",
+  "RENAME",
+  "RENAMENX",
+  "REPLCONF",
+  "REPLICAOF",
+  "RESET",
+  "RESTORE",
+  "RESTORE-ASKING",
+  "ROLE",
+  "RPOP",
+  "RPOPLPUSH",
+  "RPUSH",
+  "RPUSHX",
+  "SADD",
+  "SAVE",
+  "SCAN",
+  "SCARD",
+  "SCRIPT",
+  "SDIFF",
+  "SDIFFSTORE",
+  "SELECT",
+  "SET",
+  "SETBIT",
+  "SETEX",
+  "SETNX",
+  "SETRANGE",
+  "SHUTDOWN",
+  "SINTER",
+  "SINTERCARD",
+  "SINTERSTORE",
+  "SISMEMBER",
+  "SLAVEOF",
+  "SLOWLOG",
+  "SMEMBERS",
+  "SMISMEMBER",
+  "SMOVE",
+  "SORT",
+  "SORT_RO",
+  "SPOP",
+  "SPUBLISH",
+  "SRANDMEMBER",
+  "SREM",
+  "SSCAN",
+  "SSUBSCRIBE",
+  "STRLEN",
+  "SUBSCRIBE",
+  "SUBSTR",
+  "SUNION",
+  "SUNIONSTORE",
+  "SUNSUBSCRIBE",
+  "SWAPDB",
+  "SYNC",
+  "TIME",
+  "TOUCH",
+  "TTL",
+  "TYPE",
+  "UNLINK",
+  "UNSUBSCRIBE",
+  "UNWATCH",
+  "WAIT",
+  "WATCH",
+  "XACK",
+  "XADD",
+  "XAUTOCLAIM",
+  "XCLAIM",
+  "XDEL",
+  "XGROUP",
+  "XINFO",
+  "XLEN",
+  "XPENDING",
+  "XRANGE",
+  "XREAD",
+  "XREADGROUP",
+  "XREVRANGE",
+  "XSETID",
+  "XTRIM",
+  "ZADD",
+  "ZCARD",
+  "ZCOUNT",
+  "ZDIFF",
+  "ZDIFFSTORE",
+  "ZINCRBY",
+  "ZINTER",
+  "ZINTERCARD",
+  "ZINTERSTORE",
+  "ZLEXCOUNT",
+  "ZMPOP",
+  "ZMSCORE",
+  "ZPOPMAX",
+  "ZPOPMIN",
+  "ZRANDMEMBER",
+  "ZRANGE",
+  "ZRANGEBYLEX",
+  "ZRANGEBYSCORE",
+  "ZRANGESTORE",
+  "ZRANK",
+  "ZREM",
+  "ZREMRANGEBYLEX",
+  "ZREMRANGEBYRANK",
+  "ZREMRANGEBYSCORE",
+  "ZREVRANGE",
+  "ZREVRANGEBYLEX",
+  "ZREVRANGEBYSCORE",
+  "ZREVRANK",
+  "ZSCAN",
+  "ZSCORE",
+  "ZUNION",
+  "ZUNIONSTORE",
+];
 
 /// The arguments of `redis.call`: strings and numbers only, as Redis requires.
 fn command_args(args: &MultiValue) -> Result<Vec<Vec<u8>>, &'static str> {
@@ -357,7 +703,14 @@ fn from_lua(v: &mlua::Value) -> Value {
     mlua::Value::Nil | mlua::Value::Boolean(false) => Value::Nil,
     mlua::Value::Boolean(true) => Value::Int(1),
     mlua::Value::Integer(i) => Value::Int(*i),
-    mlua::Value::Number(n) => Value::Int(*n as i64),
+    // C's (long long) cast on x86-64: NaN and anything out of range give LLONG_MIN
+    mlua::Value::Number(n) => Value::Int(
+      if n.is_nan() || *n >= -(i64::MIN as f64) || *n < i64::MIN as f64 {
+        i64::MIN
+      } else {
+        *n as i64
+      },
+    ),
     mlua::Value::String(s) => Value::BulkString(s.as_bytes().to_vec()),
     mlua::Value::Table(t) => {
       if let Ok(mlua::Value::String(e)) = t.raw_get::<mlua::Value>("err") {

@@ -15,6 +15,7 @@
 pub mod commands;
 pub mod glob;
 pub mod keyspace;
+pub mod longdouble;
 pub mod lua;
 pub mod pubsub;
 
@@ -640,9 +641,21 @@ mod tests {
     assert!(e.starts_with("ERR"), "no os library: {e}");
     let e = text(&run(&s, &["EVAL", "return loadfile", "0"]));
     assert!(e.contains("nonexistent global variable 'loadfile'"), "{e}");
+    // Redis 7.0's text (7.2 says "Script attempted to create global variable 'x'")
     let e = text(&run(&s, &["EVAL", "x = 1", "0"]));
     assert!(
-      e.contains("Script attempted to create global variable 'x'"),
+      e.contains("user_script:1: Attempt to modify a readonly table")
+        && e.ends_with("on @user_script:1."),
+      "{e}"
+    );
+    // the line of the failing redis.call, a tail call too
+    let e = text(&run(
+      &s,
+      &["EVAL", "local a = 1\nreturn redis.call('GET')", "0"],
+    ));
+    assert!(
+      e.starts_with("ERR Wrong number of args calling Redis command from script")
+        && e.ends_with("on @user_script:2."),
       "{e}"
     );
     // KEYS and ARGV are there, and gone after the script
