@@ -119,8 +119,11 @@ impl Standalone {
   /// instead of per command. Each still gets its own reply or error, and commands reach
   /// the server in the order they were issued.
   pub async fn exec(&self, cmd: Cmd) -> RnResult<Value> {
-    // Fail fast (closed, or reconnecting) before queueing anything.
-    self.shared.current()?;
+    // Fail fast (closed, or reconnecting) before queueing anything, naming the command as
+    // every other error of a single command does.
+    if let Err(e) = self.shared.current() {
+      return Err(labeled(e, &cmd, &self.shared.config.key_prefix));
+    }
     let (reply, answer) = oneshot::channel();
     self
       .outbox
@@ -465,7 +468,19 @@ async fn send(
   deadline: Instant,
 ) -> RnResult<Vec<Value>> {
   let timeout = shared.config.command_timeout;
-  match tokio::time::timeout_at(deadline.into(), conn.send_packed_commands(pipe, 0, count)).await {
+  // `close()` settles the calls in flight at once (ERR_CLIENT_CLOSED), as on the event
+  // loop's connection, instead of leaving them to their deadline.
+  let closing = shared.shutdown.notified();
+  tokio::pin!(closing);
+  closing.as_mut().enable();
+  if shared.closed.load(Ordering::SeqCst) {
+    return Err(RnError::closed());
+  }
+  let sent = tokio::select! {
+    sent = tokio::time::timeout_at(deadline.into(), conn.send_packed_commands(pipe, 0, count)) => sent,
+    _ = &mut closing => return Err(RnError::closed()),
+  };
+  match sent {
     Err(_) => Err(shared.timeout_error(timeout)),
     Ok(Err(e)) => Err(shared.failed(generation, e)),
     Ok(Ok(values)) if values.len() != count => Err(RnError::internal(format!(
