@@ -8,9 +8,8 @@
 // __test__/differential.test.ts, which compares memory:// with a redis-server command by
 // command, is one of the standalone suites: `npm run test:ts` runs it.)
 //
-// When this build refuses `memory://`, says so and runs nothing (exit 0), unless
-// TEST_MEMORY_STANDIN=1: then a redis-server stands in for the store, to check the suites
-// and their skips on a build without it.
+// When this build refuses `memory://`, it fails (exit 1), unless TEST_MEMORY_STANDIN=1:
+// then a redis-server stands in for the store, to check the suites and their skips.
 //
 // Expects `npm run build` and the compiled tests (.test-build/) to exist. Arguments are
 // passed on to `node --test` (e.g. --test-name-pattern=...).
@@ -80,7 +79,8 @@ async function main() {
   const refused = await memoryRefused();
   if (refused) {
     if (process.env.TEST_MEMORY_STANDIN !== '1') {
-      process.stdout.write(`# memory:// is refused by this build (${refused}): the memory suites are skipped\n`);
+      process.stderr.write(`test-memory: memory:// is refused by this build (${refused})\n`);
+      process.exitCode = 1;
       return;
     }
     process.stdout.write(`# memory:// is refused by this build (${refused}): a redis-server stands in (TEST_MEMORY_STANDIN=1)\n`);
